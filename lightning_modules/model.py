@@ -1,0 +1,280 @@
+"""The coupled sigmoid pair of Flach, Shekhovtsov & Fikar (arXiv:1709.08524).
+
+One set of weights describes two sigmoid belief networks over layers x0 (pixels) .. xn = y (class):
+
+    recognition q (up):   q(x_k = 1 | x_(k-1)) = sigmoid(W_k x_(k-1) + b_k),  q(y | x_(n-1)) = softmax(W_n x_(n-1) + b_n)
+    generation  p (down): y ~ prior,  p(x_(k-1) = 1 | x_k) = sigmoid(W_k^T x_k + c_k)
+
+Tied (the paper) the down pass reads the very same `W_k`, so both directions' gradients meet in it;
+untied (the ablation) it reads separate `V_k`. Everything is in nats; batches are rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+METHODS = ("deterministic", "mean_variance")
+
+
+def log_bernoulli(x: Tensor, logits: Tensor) -> Tensor:
+    """log Bern(x; sigmoid(logits)) summed over the last axis; x may be grey (a cross-entropy)."""
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+
+def bernoulli(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    return (torch.rand(probs.shape, device=probs.device, dtype=probs.dtype, generator=generator) < probs).to(
+        probs.dtype
+    )
+
+
+def mean_variance_logits(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """Logits whose sigmoid approximates E[sigmoid(a)] for a = W s + bias, s ~ independent Bern(h).
+
+    The probit trick: E[sigmoid(a)] ~ sigmoid(E[a] / sqrt(1 + pi Var[a] / 8)), Var[a] = (W*W) (h (1 - h)).
+    """
+    mean = F.linear(h, weight, bias)
+    var = F.linear(h * (1 - h), weight * weight)
+    return mean * torch.rsqrt(1 + (math.pi / 8) * var)
+
+
+def fixed_binarize(x: Tensor, seed: int = 0) -> Tensor:
+    """Binarize grey images with a draw that depends only on (image content, pixel, seed).
+
+    The test set must be binarized "once, with a fixed seed" no matter how it is batched or sharded
+    across ranks, so the uniform for pixel j of image i is a hash of (content of i, j, seed), not a
+    draw from a stream whose position depends on the batch order.
+    """
+    mask = 0xFFFFFFFF
+
+    def mix(h: Tensor) -> Tensor:  # lowbias32 (Wellons): good avalanche, int64 arithmetic wraps fine
+        h = h & mask
+        h = h ^ (h >> 16)
+        h = (h * 0x7FEB352D) & mask
+        h = h ^ (h >> 15)
+        h = (h * 0x846CA68B) & mask
+        return h ^ (h >> 16)
+
+    q = (x.detach().clamp(0, 1) * 255).round().to(torch.int64)
+    pos = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=torch.int64)
+    key = mix((q * mix(pos * 0x9E3779B1 + seed)).sum(-1, keepdim=True) + seed)  # one key per image
+    u = (mix(key ^ mix(pos + 0x632BE5AB * (seed + 1))).to(torch.float64) + 0.5) / 2.0**32
+    return (u < x.to(torch.float64)).to(x.dtype)
+
+
+class CoupledSigmoidNet(nn.Module):
+    """Recognition and generation sigmoid networks sharing `W` (tied) or not (untied)."""
+
+    def __init__(self, sizes: Sequence[int], tied: bool = True, learn_prior: bool = False):
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s < 1 for s in sizes) or sizes[-1] < 2:
+            raise ValueError(
+                f"sizes must be a list [d0, d1, ..., C] of at least 2 positive layer sizes ending in C >= 2 "
+                f"classes, got {list(sizes)}"
+            )
+        self.sizes = sizes
+        self.tied = tied
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        # Glorot scale: the same matrix serves as fan-in d_(k-1) going up and d_k going down.
+        self.W = nn.ParameterList(
+            [nn.Parameter(torch.randn(d_out, d_in) * math.sqrt(2.0 / (d_in + d_out))) for d_in, d_out in pairs]
+        )
+        self.b = nn.ParameterList([nn.Parameter(torch.zeros(d_out)) for _, d_out in pairs])
+        self.c = nn.ParameterList([nn.Parameter(torch.zeros(d_in)) for d_in, _ in pairs])
+        self.V = None if tied else nn.ParameterList([nn.Parameter(w.detach().clone()) for w in self.W])
+        prior = torch.zeros(sizes[-1])
+        if learn_prior:
+            self.prior_logits = nn.Parameter(prior)
+        else:
+            self.register_buffer("prior_logits", prior)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.W)
+
+    @property
+    def num_classes(self) -> int:
+        return self.sizes[-1]
+
+    def down_weight(self, k: int) -> Tensor:
+        """The (d_k, d_(k-1)) matrix the generation network multiplies x_k with (as its transpose)."""
+        return self.W[k] if self.V is None else self.V[k]
+
+    # ---- one layer each way: logits of the next layer given (means or states of) this one ----
+    def up_logits(self, k: int, h: Tensor, method: str = "deterministic") -> Tensor:
+        if method == "mean_variance":  # grey x0 is Bernoulli too; binary x0 or one-hot y add no variance
+            return mean_variance_logits(h, self.W[k], self.b[k])
+        return F.linear(h, self.W[k], self.b[k])
+
+    def down_logits(self, k: int, h: Tensor, method: str = "deterministic") -> Tensor:
+        V = self.down_weight(k)
+        if method == "mean_variance":
+            return mean_variance_logits(h, V.t(), self.c[k])
+        return F.linear(h, V.t(), self.c[k])
+
+    def onehot(self, y: Tensor) -> Tensor:
+        return F.one_hot(y.long(), self.num_classes).to(self.W[0].dtype)
+
+    # ---- deterministic approximate inference (claim 1) ----
+    def up_pass(self, x: Tensor, method: str = "deterministic") -> list[Tensor]:
+        """[mu_1, ..., mu_(n-1), logits of q(y|x)]: approximate marginals of the recognition SBN."""
+        _check_method(method)
+        mus, h = [], x
+        for k in range(self.num_layers):
+            a = self.up_logits(k, h, method)
+            h = torch.sigmoid(a) if k < self.num_layers - 1 else a
+            mus.append(h)
+        return mus
+
+    def down_pass(self, y: Tensor, method: str = "deterministic") -> list[Tensor]:
+        """[logits of p(x0|y), nu_1, ..., nu_(n-1)]: approximate marginals of the generation SBN."""
+        _check_method(method)
+        nus, h = [], self.onehot(y)
+        for k in reversed(range(self.num_layers)):
+            a = self.down_logits(k, h, method)
+            h = torch.sigmoid(a) if k > 0 else a
+            nus.append(h)
+        return nus[::-1]
+
+    def recognize(self, x: Tensor, method: str = "deterministic") -> Tensor:
+        """Class logits (B, C) of the deterministic pass on x in [0, 1]."""
+        return self.up_pass(x, method)[-1]
+
+    def generate_logits(self, y: Tensor, method: str = "deterministic") -> Tensor:
+        return self.down_pass(y, method)[0]
+
+    def generate_mean(self, y: Tensor, method: str = "deterministic") -> Tensor:
+        """Pixel probabilities (B, d0) of the deterministic backward pass from class indices y."""
+        return torch.sigmoid(self.generate_logits(y, method))
+
+    # ---- ancestral sampling ----
+    def sample_up(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Binary states [x0, x1, ..., onehot(y)] of the recognition SBN; grey x is read as pixel probabilities."""
+        h = bernoulli(x, generator)
+        states = [h]
+        for k in range(self.num_layers):
+            a = self.up_logits(k, h)
+            if k < self.num_layers - 1:
+                h = bernoulli(torch.sigmoid(a), generator)
+            else:
+                h = self.onehot(torch.multinomial(torch.softmax(a, -1), 1, generator=generator).squeeze(-1))
+            states.append(h)
+        return states
+
+    def sample_down(self, y: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Binary states [x0, x1, ..., onehot(y)] of the generation SBN for class indices y (pixels sampled too)."""
+        h = self.onehot(y)
+        states = [h]
+        for k in reversed(range(self.num_layers)):
+            h = bernoulli(torch.sigmoid(self.down_logits(k, h)), generator)
+            states.append(h)
+        return states[::-1]
+
+    def sample_classes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        probs = torch.softmax(self.prior_logits, -1).expand(n, -1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    # ---- exact log-probabilities of complete binary states ----
+    def log_q_hidden(self, states: Sequence[Tensor], first_logits: Tensor | None = None) -> Tensor:
+        """log q(x1..x(n-1) | x0) for states [x0, x1, ..., x(n-1)] (the class layer is not included)."""
+        total = 0
+        for k in range(self.num_layers - 1):
+            a = first_logits if (k == 0 and first_logits is not None) else self.up_logits(k, states[k])
+            total = total + log_bernoulli(states[k + 1], a)
+        return total
+
+    def log_q_class(self, h_top: Tensor, y: Tensor) -> Tensor:
+        return -F.cross_entropy(self.up_logits(self.num_layers - 1, h_top), y.long(), reduction="none")
+
+    def log_p_given_class(self, states: Sequence[Tensor], y: Tensor) -> Tensor:
+        """log p(x0, x1..x(n-1) | y) for states [x0, x1, ..., x(n-1)]."""
+        h = self.onehot(y)
+        total = 0
+        for k in reversed(range(self.num_layers)):
+            total = total + log_bernoulli(states[k], self.down_logits(k, h))
+            h = states[k]
+        return total
+
+    def log_prior(self, y: Tensor) -> Tensor:
+        return torch.log_softmax(self.prior_logits, -1)[y.long()]
+
+    # ---- evaluation ----
+    @torch.no_grad()
+    def log_likelihood(
+        self,
+        x: Tensor,
+        y: Tensor,
+        num_samples: int = 1000,
+        generator: torch.Generator | None = None,
+        max_chunk_elements: int = 2**24,
+    ) -> Tensor:
+        """Importance-sampling estimate of log p(x | y) in nats, shape (B,); K = 1 is the ELBO.
+
+        Proposal: the recognition SBN's hidden layers given x. The estimate is a stochastic lower bound
+        that tightens as K grows; its gap at K = 1 measures how far q(h|x) is from p(h|x, y), i.e. how
+        consistent the two networks are. Work is chunked over (example, sample) pairs so memory stays
+        bounded (about 8 * max_chunk_elements * 4 bytes) whatever B and K are.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        x = x.to(self.W[0].dtype)
+        if self.num_layers == 1:  # no hidden layer: p(x | y) is exact
+            return log_bernoulli(x, self.generate_logits(y))
+        rows = max(1, max_chunk_elements // max(self.sizes[:-1]))  # (example, sample) pairs per chunk
+        per = min(num_samples, rows)  # samples of one example per chunk
+        step = max(1, rows // per)  # examples per chunk
+        first = self.up_logits(0, x)  # shared by all K samples of an example
+        out = []
+        for i in range(0, x.shape[0], step):
+            xs, ys, a1 = x[i : i + step], y[i : i + step], first[i : i + step]
+            log_w = [self._log_weights(xs, ys, a1, min(per, num_samples - s), generator)
+                     for s in range(0, num_samples, per)]
+            out.append(torch.logsumexp(torch.cat(log_w, 1), 1) - math.log(num_samples))
+        return torch.cat(out)
+
+    def _log_weights(self, x: Tensor, y: Tensor, a1: Tensor, k: int, generator) -> Tensor:
+        """log p(x, h | y) - log q(h | x) for k samples h ~ q(h|x) per example: (B, k)."""
+        B = x.shape[0]
+        a1 = a1.unsqueeze(1).expand(B, k, -1).reshape(B * k, -1)
+        xr = x.unsqueeze(1).expand(B, k, -1).reshape(B * k, -1)
+        yr = y.unsqueeze(1).expand(B, k).reshape(B * k)
+        states, h = [xr], bernoulli(torch.sigmoid(a1), generator)
+        states.append(h)
+        for j in range(1, self.num_layers - 1):
+            h = bernoulli(torch.sigmoid(self.up_logits(j, h)), generator)
+            states.append(h)
+        log_w = self.log_p_given_class(states, yr) - self.log_q_hidden(states, first_logits=a1)
+        return log_w.view(B, k)
+
+    @torch.no_grad()
+    def marginals(
+        self,
+        x: Tensor,
+        method: str = "deterministic",
+        num_samples: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Per-layer marginals of the recognition SBN given x: [P(x1=1), ..., P(x(n-1)=1), q(y)].
+
+        `deterministic` is the DNN pass, `mean_variance` the probit-corrected one, `monte_carlo` the
+        average of `num_samples` ancestral samples (the ground truth the other two approximate).
+        """
+        if method == "monte_carlo":
+            totals = None
+            for _ in range(num_samples):
+                states = self.sample_up(x, generator)[1:]
+                totals = states if totals is None else [t + s for t, s in zip(totals, states)]
+            return [t / num_samples for t in totals]
+        # for the categorical class layer the probit correction is a further approximation
+        mus = self.up_pass(x, method)
+        return mus[:-1] + [torch.softmax(mus[-1], -1)]
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown inference method {method!r}: choose one of {', '.join(METHODS)}")
