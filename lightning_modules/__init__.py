@@ -1,6 +1,8 @@
 """The coupled recognition/generation pair, its objectives and the LightningModule that trains them."""
 
+from .errors import ConfigError
+from .learner import GenerativeLearner
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
-__all__ = ["CoupledSigmoidNet", "OBJECTIVES", "fixed_binarize"]
+__all__ = ["CoupledSigmoidNet", "ConfigError", "GenerativeLearner", "OBJECTIVES", "fixed_binarize"]

@@ -71,13 +71,7 @@ class CoupledSigmoidNet(nn.Module):
 
     def __init__(self, sizes: Sequence[int], tied: bool = True, learn_prior: bool = False):
         super().__init__()
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or any(s < 1 for s in sizes) or sizes[-1] < 2:
-            raise ValueError(
-                f"sizes must be a list [d0, d1, ..., C] of at least 2 positive layer sizes ending in C >= 2 "
-                f"classes, got {list(sizes)}"
-            )
-        self.sizes = sizes
+        self.sizes = sizes = self._check_sizes(sizes)
         self.tied = tied
         pairs = list(zip(sizes[:-1], sizes[1:]))
         # Glorot scale: the same matrix serves as fan-in d_(k-1) going up and d_k going down.
@@ -92,6 +86,15 @@ class CoupledSigmoidNet(nn.Module):
             self.prior_logits = nn.Parameter(prior)
         else:
             self.register_buffer("prior_logits", prior)
+
+    @staticmethod
+    def _check_sizes(sizes: Sequence[int]) -> list[int]:
+        if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes) or sizes[-1] < 2:
+            raise ValueError(
+                f"sizes must be a list [d0, d1, ..., C] of at least 2 positive layer sizes ending in C >= 2 "
+                f"classes, got {list(sizes)}"
+            )
+        return [int(s) for s in sizes]
 
     @property
     def num_layers(self) -> int:
