@@ -32,6 +32,11 @@ def bernoulli(probs: Tensor, generator: torch.Generator | None = None) -> Tensor
     )
 
 
+def rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """Dot products along the last axis, broadcasting the others."""
+    return (a * b).sum(-1)
+
+
 def mean_variance_logits(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Logits whose sigmoid approximates E[sigmoid(a)] for a = W s + bias, s ~ independent Bern(h).
 
@@ -231,28 +236,56 @@ class CoupledSigmoidNet(nn.Module):
         rows = max(1, max_chunk_elements // max(self.sizes[:-1]))  # (example, sample) pairs per chunk
         per = min(num_samples, rows)  # samples of one example per chunk
         step = max(1, rows // per)  # examples per chunk
-        first = self.up_logits(0, x)  # shared by all K samples of an example
         out = []
         for i in range(0, x.shape[0], step):
-            xs, ys, a1 = x[i : i + step], y[i : i + step], first[i : i + step]
-            log_w = [self._log_weights(xs, ys, a1, min(per, num_samples - s), generator)
-                     for s in range(0, num_samples, per)]
+            pre = self._per_example_terms(x[i : i + step], y[i : i + step])
+            log_w = [self._log_weights(pre, min(per, num_samples - s), generator) for s in range(0, num_samples, per)]
             out.append(torch.logsumexp(torch.cat(log_w, 1), 1) - math.log(num_samples))
         return torch.cat(out)
 
-    def _log_weights(self, x: Tensor, y: Tensor, a1: Tensor, k: int, generator) -> Tensor:
-        """log p(x, h | y) - log q(h | x) for k samples h ~ q(h|x) per example: (B, k)."""
-        B = x.shape[0]
-        a1 = a1.unsqueeze(1).expand(B, k, -1).reshape(B * k, -1)
-        xr = x.unsqueeze(1).expand(B, k, -1).reshape(B * k, -1)
-        yr = y.unsqueeze(1).expand(B, k).reshape(B * k)
-        states, h = [xr], bernoulli(torch.sigmoid(a1), generator)
-        states.append(h)
+    def _per_example_terms(self, x: Tensor, y: Tensor) -> dict:
+        """What log w needs of x and y alone, computed once instead of once per sample.
+
+        log Bern(v; sigmoid(a)) = v.a - sum softplus(a), and x.(V1^T h1 + c0) = h1.(V1 x) + c0.x, so the
+        pixel layer costs one matmul and one softplus pass per sample; q(h1|x) and p(h_top|y) depend on the
+        example only.
+        """
+        a1 = self.up_logits(0, x)
+        g_top = self.down_logits(self.num_layers - 1, self.onehot(y))
+        return {
+            "a1": a1, "sp1": F.softplus(a1).sum(-1),
+            "xv": x @ self.down_weight(0).t(), "xc": x @ self.c[0],
+            "g_top": g_top, "sp_top": F.softplus(g_top).sum(-1),
+        }
+
+    def _log_weights(self, pre: dict, k: int, generator) -> Tensor:
+        """log p(x, h | y) - log q(h | x) for k samples h ~ q(h|x) of each example: (B, k).
+
+        The k uniforms of a layer are drawn once and shared by the chunk's examples (common random
+        numbers): each example still gets k independent samples, so its estimate is unchanged in
+        distribution, and random-number generation, the costliest elementwise step on a CPU, shrinks by
+        the number of examples per chunk.
+        """
+        a1 = pre["a1"]
+        B = a1.shape[0]
+
+        def draw(logits: Tensor) -> Tensor:  # (B, k, d) binary states with P(1) = sigmoid(logits)
+            u = torch.rand((k, logits.shape[-1]), device=logits.device, dtype=logits.dtype, generator=generator)
+            return (torch.logit(u) < logits.view(B, -1, logits.shape[-1])).to(logits.dtype)
+
+        h = draw(a1[:, None])
+        log_q = rowdot(h, a1[:, None]) - pre["sp1"][:, None]
+        log_p = rowdot(h, pre["xv"][:, None]) + pre["xc"][:, None]
+        log_p = log_p - F.softplus(self.down_logits(0, h.view(B * k, -1))).sum(-1).view(B, k)
         for j in range(1, self.num_layers - 1):
-            h = bernoulli(torch.sigmoid(self.up_logits(j, h)), generator)
-            states.append(h)
-        log_w = self.log_p_given_class(states, yr) - self.log_q_hidden(states, first_logits=a1)
-        return log_w.view(B, k)
+            a = self.up_logits(j, h.view(B * k, -1))
+            h_next = draw(a)
+            log_q = log_q + rowdot(h_next, a.view(B, k, -1)) - F.softplus(a).sum(-1).view(B, k)
+            g = self.down_logits(j, h_next.view(B * k, -1))
+            log_p = log_p + rowdot(h, g.view(B, k, -1)) - F.softplus(g).sum(-1).view(B, k)
+            h = h_next
+        log_p = log_p + rowdot(h, pre["g_top"][:, None]) - pre["sp_top"][:, None]
+        return log_p - log_q
 
     @torch.no_grad()
     def marginals(
@@ -268,10 +301,13 @@ class CoupledSigmoidNet(nn.Module):
         average of `num_samples` ancestral samples (the ground truth the other two approximate).
         """
         if method == "monte_carlo":
-            totals = None
-            for _ in range(num_samples):
-                states = self.sample_up(x, generator)[1:]
-                totals = states if totals is None else [t + s for t, s in zip(totals, states)]
+            B, totals = x.shape[0], None
+            per = max(1, min(num_samples, 2**22 // (B * max(self.sizes))))  # samples drawn in one batch
+            for s in range(0, num_samples, per):
+                k = min(per, num_samples - s)
+                states = self.sample_up(x.repeat(k, 1), generator)[1:]
+                sums = [h.view(k, B, -1).sum(0) for h in states]
+                totals = sums if totals is None else [t + u for t, u in zip(totals, sums)]
             return [t / num_samples for t in totals]
         # for the categorical class layer the probit correction is a further approximation
         mus = self.up_pass(x, method)

@@ -1,0 +1,429 @@
+"""Lightning DataModule for any hub image-classification dataset with ``image`` and ``label`` columns."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from datamodules import images as _images
+from datamodules.errors import DataError
+from datamodules.sampling import ShardBatchSampler, TensorBatchDataset, identity
+
+BINARIZE_MODES = ("dynamic", "static", "none")
+SPLITS = ("train", "val", "test")
+
+
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (SeedSequence hashing, so nearby inputs give unrelated streams)."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class HFImageDataModule(pl.LightningDataModule):
+    """Images of a hub image-classification dataset as flat vectors, for sigmoid networks.
+
+    Args:
+        name: hub dataset name, loaded with ``datasets.load_dataset(name)`` (its usual cache applies).
+        data_dir: a local folder of the hub's parquet files (``train-*.parquet``, ``test-*.parquet``, or
+            ``data/train-*.parquet``); used instead of the hub. When None, ``$COUPLED_DATA_DIR/<last name
+            component>`` (e.g. ``$COUPLED_DATA_DIR/mnist``) is used if it exists.
+        batch_size: training batch size per device.
+        eval_batch_size: validation/test batch size per device (default ``max(1024, batch_size)``).
+        val_size: number (int) or fraction (float in (0, 1)) of training images held out for validation:
+            the *last* ``val_size`` images of the train split. 0 disables validation.
+        binarize: training-batch binarization: ``dynamic`` (a fresh Bernoulli draw each time a batch is
+            served), ``static`` (one fixed seeded draw per training image), or ``none`` (grey levels).
+            Evaluation batches are always grey levels in [0, 1].
+        seed: seeds the per-epoch shuffle (``seed + epoch``) and the binarization draws.
+        cache_dir: where decoded uint8 tensors are cached (default ``$COUPLED_CACHE`` or
+            ``~/.cache/coupled``).
+        drop_last: drop the last incomplete training batch.
+
+    Loaders yield ``(x, y)``: ``x`` uint8 ``(B, input_dim)`` (flattened C, H, W), ``y`` int64 ``(B,)``.
+    :meth:`on_after_batch_transfer` (or :meth:`transform` outside a Trainer) turns ``x`` into float32 in
+    [0, 1] on the batch's device, binarized for training batches.
+
+    ``input_dim``, ``num_classes``, ``image_shape`` and ``class_names`` can be read before :meth:`setup`
+    (e.g. by LightningCLI argument links); the first read loads the data (from the disk cache when warm),
+    and ``setup`` reuses it.
+
+    Distributed training: loaders shard by ``trainer.global_rank``/``trainer.world_size`` themselves (or
+    ``torch.distributed`` without a Trainer); their samplers subclass ``DistributedSampler`` so Lightning
+    leaves them as they are whatever ``use_distributed_sampler`` is (``use_distributed_sampler=False`` is
+    recommended all the same). Training: every rank shuffles with the same seeded permutation and takes a
+    disjoint shard; validation/test: each example is visited exactly once across ranks (no padding), so
+    torchmetrics-synced metrics equal the single-process ones.
+    """
+
+    def __init__(
+        self,
+        name: str = "ylecun/mnist",
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int | float = 5000,
+        binarize: Literal["dynamic", "static", "none"] = "dynamic",
+        seed: int = 0,
+        cache_dir: str | None = None,
+        drop_last: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if binarize not in BINARIZE_MODES:
+            raise DataError(
+                f"binarize must be one of {', '.join(BINARIZE_MODES)}, not {binarize!r}; fix --data.binarize"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(
+                f"batch_size must be a positive integer, not {batch_size!r}; fix --data.batch_size"
+            )
+        if eval_batch_size is not None and (
+            isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1
+        ):
+            raise DataError(
+                f"eval_batch_size must be a positive integer or null, not {eval_batch_size!r}; "
+                f"fix --data.eval_batch_size"
+            )
+        if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
+            raise DataError(f"val_size must be an int or a fraction, not {val_size!r}; fix --data.val_size")
+        if isinstance(val_size, float) and val_size >= 1.0 and val_size.is_integer():
+            val_size = int(val_size)  # e.g. 5000.0 from a config file: a count
+        if isinstance(val_size, float) and not 0.0 <= val_size < 1.0:
+            raise DataError(
+                f"val_size {val_size} as a fraction must be in [0, 1) (or give a number of images); "
+                f"fix --data.val_size"
+            )
+        if isinstance(val_size, int) and val_size < 0:
+            raise DataError(f"val_size must not be negative (got {val_size}); fix --data.val_size")
+
+        self.name = name
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else max(1024, batch_size)
+        self.val_size = val_size
+        self.binarize = binarize
+        self.seed = int(seed)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _images.default_cache_dir()
+        self.drop_last = drop_last
+
+        self._loaded = False
+        self._x: dict[str, Tensor] = {}
+        self._y: dict[str, Tensor] = {}
+        self._x_train_static: Tensor | None = None
+        self._image_shape: tuple[int, int, int] | None = None
+        self._num_classes: int | None = None
+        self._class_names: list[str] | None = None
+        self._epoch = 0  # used when no trainer is attached (see set_epoch)
+        self._generators: dict[tuple[str, int], tuple[int, torch.Generator]] = {}
+
+    # ----------------------------------------------------------------------------------------------------
+    # metadata (lazy: reading any of these loads the data once)
+    # ----------------------------------------------------------------------------------------------------
+
+    @property
+    def input_dim(self) -> int:
+        """Pixels x channels of one image (the length of a flattened example)."""
+        c, h, w = self.image_shape
+        return c * h * w
+
+    @property
+    def num_classes(self) -> int:
+        self._ensure_loaded()
+        assert self._num_classes is not None
+        return self._num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``; C is 1 for grey and 3 for colour images."""
+        self._ensure_loaded()
+        assert self._image_shape is not None
+        return self._image_shape
+
+    @property
+    def class_names(self) -> list[str]:
+        self._ensure_loaded()
+        assert self._class_names is not None
+        return list(self._class_names)
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        self._ensure_loaded()
+        return {split: int(self._y[split].shape[0]) for split in SPLITS}
+
+    def split_tensors(self, split: str) -> tuple[Tensor, Tensor]:
+        """Raw grey-level ``(x uint8 (N, input_dim), y int64 (N,))`` of "train", "val" or "test"."""
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        self._ensure_loaded()
+        return self._x[split], self._y[split]
+
+    # ----------------------------------------------------------------------------------------------------
+    # loading
+    # ----------------------------------------------------------------------------------------------------
+
+    def _describe(self) -> str:
+        return f"data_dir '{self.data_dir}'" if self.data_dir is not None else f"dataset '{self.name}'"
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        what = self._describe()
+        dsd, key = _images.load_dataset_dict(self.name, self.data_dir)
+        num_classes, class_names = _images.validate_dataset(dsd, what)
+
+        train = _images.load_split(dsd["train"], key, "train", self.cache_dir, f"{what} split 'train'")
+        test = _images.load_split(dsd["test"], key, "test", self.cache_dir, f"{what} split 'test'")
+        if tuple(train["shape"]) != tuple(test["shape"]):
+            raise DataError(
+                f"{what}: train images are {_shape_str(train['shape'])} but test images are "
+                f"{_shape_str(test['shape'])}; both splits need images of one size and kind"
+            )
+        for split, blob in (("train", train), ("test", test)):
+            y = blob["y"]
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+                raise DataError(
+                    f"{what} split '{split}' has labels outside [0, {num_classes}) "
+                    f"(min {int(y.min())}, max {int(y.max())}); unlabeled splits cannot be used"
+                )
+
+        n_all = int(train["y"].shape[0])
+        n_val = self._resolve_val_size(n_all)
+        if n_val >= n_all:
+            raise DataError(
+                f"val_size {self.val_size} leaves no training images ({what} has {n_all} training images); "
+                f"lower --data.val_size"
+            )
+        n_train = n_all - n_val
+        if self.batch_size > n_train:
+            raise DataError(
+                f"batch_size {self.batch_size} is larger than the {n_train} training examples; "
+                f"lower --data.batch_size"
+            )
+
+        self._x = {"train": train["x"][:n_train], "val": train["x"][n_train:], "test": test["x"]}
+        self._y = {"train": train["y"][:n_train], "val": train["y"][n_train:], "test": test["y"]}
+        self._image_shape = tuple(int(s) for s in train["shape"])  # type: ignore[assignment]
+        self._num_classes = num_classes
+        self._class_names = class_names
+        if self.binarize == "static":
+            self._x_train_static = self._static_draw(self._x["train"])
+        self._loaded = True
+
+    def _resolve_val_size(self, n_all: int) -> int:
+        if isinstance(self.val_size, float):
+            return int(round(self.val_size * n_all))
+        return int(self.val_size)
+
+    def _static_draw(self, x: Tensor) -> Tensor:
+        """One fixed seeded Bernoulli(x / 255) draw per training pixel, stored as uint8 {0, 255}.
+
+        Stored in the raw loader's scale, so the training loader still yields uint8 that
+        :meth:`transform` maps to {0, 1}.
+        """
+        gen = torch.Generator().manual_seed(_mix_seed(self.seed, 0x57A71C))
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], 8192):
+            chunk = x[start : start + 8192]
+            r = torch.randint(0, 255, chunk.shape, dtype=torch.uint8, generator=gen)
+            out[start : start + 8192] = (r < chunk).to(torch.uint8).mul_(255)
+        return out
+
+    def prepare_data(self) -> None:
+        # runs on one process per node first: decodes and writes the disk cache that setup() then reads
+        self._ensure_loaded()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._ensure_loaded()
+        world, _ = self._dist_info()
+        n_train = int(self._y["train"].shape[0])
+        per_rank = n_train // world
+        if self.batch_size > per_rank:
+            raise DataError(
+                f"batch_size {self.batch_size} is larger than the {per_rank} training examples per process "
+                f"({n_train} over {world} processes); lower --data.batch_size"
+            )
+
+    # ----------------------------------------------------------------------------------------------------
+    # loaders
+    # ----------------------------------------------------------------------------------------------------
+
+    def _dist_info(self) -> tuple[int, int]:
+        """``(world_size, rank)`` from the attached Trainer, else torch.distributed, else ``(1, 0)``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.current_epoch)
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch for shuffling/binarization when no Trainer is attached (a Trainer's epoch wins)."""
+        self._epoch = int(epoch)
+
+    def _loader(self, x: Tensor, y: Tensor, batch_size: int, train: bool) -> DataLoader:
+        world, rank = self._dist_info()
+        sampler = ShardBatchSampler(
+            int(y.shape[0]),
+            batch_size,
+            shuffle=train,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            drop_last=self.drop_last if train else False,
+            epoch_fn=self._current_epoch if train else None,
+        )
+        return DataLoader(
+            TensorBatchDataset(x, y), batch_size=None, sampler=sampler, collate_fn=identity, num_workers=0
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_loaded()
+        x = self._x_train_static if self.binarize == "static" else self._x["train"]
+        assert x is not None
+        return self._loader(x, self._y["train"], self.batch_size, train=True)
+
+    def val_dataloader(self) -> Any:
+        self._ensure_loaded()
+        if self._y["val"].shape[0] == 0:
+            return []
+        return self._loader(self._x["val"], self._y["val"], self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self._ensure_loaded()
+        return self._loader(self._x["test"], self._y["test"], self.eval_batch_size, train=False)
+
+    # ----------------------------------------------------------------------------------------------------
+    # on-device transform
+    # ----------------------------------------------------------------------------------------------------
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        """Per-device generator seeded from (seed, epoch, rank); re-seeded when the epoch changes."""
+        epoch = self._current_epoch()
+        _, rank = self._dist_info()
+        key = (str(device), rank)
+        cached = self._generators.get(key)
+        if cached is None or cached[0] != epoch:
+            gen = torch.Generator(device=device).manual_seed(_mix_seed(self.seed, epoch, rank, 0xB1A5))
+            self._generators[key] = (epoch, gen)
+            return gen
+        return cached[1]
+
+    def transform(self, x: Tensor, train: bool) -> Tensor:
+        """uint8 ``(B, input_dim)`` -> float32 in [0, 1] on ``x``'s device; binarized when ``train``.
+
+        ``dynamic``: a fresh draw per call, pixel = 1 with probability ``x / 255`` (generator on ``x``'s
+        device, seeded from seed, epoch and rank). ``static``: the training loader already serves the
+        fixed draw (values {0, 255}), so this only scales. ``none`` or ``train=False``: grey levels.
+        """
+        if train and self.binarize == "dynamic":
+            gen = self._generator(x.device)
+            if x.dtype == torch.uint8:
+                # r uniform on {0..254}: P(r < x) = x / 255 exactly (cheaper than torch.bernoulli on CPU)
+                r = torch.randint(0, 255, x.shape, dtype=torch.uint8, device=x.device, generator=gen)
+                return (r < x).to(torch.float32)
+            return torch.bernoulli(x.to(torch.float32).clamp(0.0, 1.0), generator=gen)
+        if x.dtype == torch.uint8:
+            return x.to(torch.float32).div_(255.0)
+        return x.to(torch.float32)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        trainer = getattr(self, "trainer", None)
+        training = bool(trainer is not None and trainer.training)
+        return self.transform(x, train=training), y
+
+    # ----------------------------------------------------------------------------------------------------
+    # checkpointing
+    # ----------------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        # the epoch comes from the trainer; the permutation depends only on seed + epoch
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        seed = state_dict.get("seed")
+        if seed is not None and int(seed) != self.seed:
+            warnings.warn(
+                f"the checkpoint was trained with data seed {seed} but this run uses seed {self.seed}: "
+                f"shuffling and binarization will differ from the original run",
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        src = self.data_dir if self.data_dir is not None else self.name
+        return (
+            f"{type(self).__name__}({src!r}, batch_size={self.batch_size}, val_size={self.val_size}, "
+            f"binarize={self.binarize!r}, seed={self.seed})"
+        )
+
+
+def _shape_str(shape: Any) -> str:
+    c, h, w = (int(s) for s in shape)
+    return f"{h}x{w}x{c}"
+
+
+class MNISTDataModule(HFImageDataModule):
+    """MNIST (``ylecun/mnist``): 28x28 grey, 10 classes; 55000/5000/10000 with the default ``val_size``."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int | float = 5000,
+        binarize: Literal["dynamic", "static", "none"] = "dynamic",
+        seed: int = 0,
+        cache_dir: str | None = None,
+        drop_last: bool = False,
+    ):
+        super().__init__(
+            name="ylecun/mnist",
+            data_dir=data_dir,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            val_size=val_size,
+            binarize=binarize,
+            seed=seed,
+            cache_dir=cache_dir,
+            drop_last=drop_last,
+        )
+
+
+class FashionMNISTDataModule(HFImageDataModule):
+    """Fashion-MNIST (``zalando-datasets/fashion_mnist``): 28x28 grey, 10 classes."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int | float = 5000,
+        binarize: Literal["dynamic", "static", "none"] = "dynamic",
+        seed: int = 0,
+        cache_dir: str | None = None,
+        drop_last: bool = False,
+    ):
+        super().__init__(
+            name="zalando-datasets/fashion_mnist",
+            data_dir=data_dir,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            val_size=val_size,
+            binarize=binarize,
+            seed=seed,
+            cache_dir=cache_dir,
+            drop_last=drop_last,
+        )
