@@ -45,6 +45,8 @@ class HFImageDataModule(pl.LightningDataModule):
         cache_dir: where decoded uint8 tensors are cached (default ``$COUPLED_CACHE`` or
             ``~/.cache/coupled``).
         drop_last: drop the last incomplete training batch.
+        train_size: train on the first ``train_size`` training images only (quick runs); validation is
+            still the last ``val_size`` images of the train split.
 
     Loaders yield ``(x, y)``: ``x`` uint8 ``(B, input_dim)`` (flattened C, H, W), ``y`` int64 ``(B,)``.
     :meth:`on_after_batch_transfer` (or :meth:`transform` outside a Trainer) turns ``x`` into float32 in
@@ -73,6 +75,7 @@ class HFImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         drop_last: bool = False,
+        train_size: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -112,6 +115,11 @@ class HFImageDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _images.default_cache_dir()
         self.drop_last = drop_last
+        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
+                                       or train_size < 1):
+            raise DataError(f"train_size must be a positive integer or null, not {train_size!r}; "
+                            f"fix --data.train_size")
+        self.train_size = train_size
 
         self._loaded = False
         self._x: dict[str, Tensor] = {}
@@ -201,14 +209,16 @@ class HFImageDataModule(pl.LightningDataModule):
                 f"lower --data.val_size"
             )
         n_train = n_all - n_val
+        if self.train_size is not None:  # a quick run on the first train_size training images
+            n_train = min(n_train, self.train_size)
         if self.batch_size > n_train:
             raise DataError(
                 f"batch_size {self.batch_size} is larger than the {n_train} training examples; "
                 f"lower --data.batch_size"
             )
 
-        self._x = {"train": train["x"][:n_train], "val": train["x"][n_train:], "test": test["x"]}
-        self._y = {"train": train["y"][:n_train], "val": train["y"][n_train:], "test": test["y"]}
+        self._x = {"train": train["x"][:n_train], "val": train["x"][n_all - n_val :], "test": test["x"]}
+        self._y = {"train": train["y"][:n_train], "val": train["y"][n_all - n_val :], "test": test["y"]}
         self._image_shape = tuple(int(s) for s in train["shape"])  # type: ignore[assignment]
         self._num_classes = num_classes
         self._class_names = class_names
@@ -388,6 +398,7 @@ class MNISTDataModule(HFImageDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         drop_last: bool = False,
+        train_size: int | None = None,
     ):
         super().__init__(
             name="ylecun/mnist",
@@ -399,6 +410,7 @@ class MNISTDataModule(HFImageDataModule):
             seed=seed,
             cache_dir=cache_dir,
             drop_last=drop_last,
+            train_size=train_size,
         )
 
 
@@ -415,6 +427,7 @@ class FashionMNISTDataModule(HFImageDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         drop_last: bool = False,
+        train_size: int | None = None,
     ):
         super().__init__(
             name="zalando-datasets/fashion_mnist",
@@ -426,4 +439,5 @@ class FashionMNISTDataModule(HFImageDataModule):
             seed=seed,
             cache_dir=cache_dir,
             drop_last=drop_last,
+            train_size=train_size,
         )

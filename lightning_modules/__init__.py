@@ -1,8 +1,9 @@
 """The coupled recognition/generation pair, its objectives and the LightningModule that trains them."""
 
-from .errors import ConfigError
-from .learner import GenerativeLearner
+from .errors import CheckpointError, ConfigError
+from .learner import GenerativeLearner, check_compatible
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
-__all__ = ["CoupledSigmoidNet", "ConfigError", "GenerativeLearner", "OBJECTIVES", "fixed_binarize"]
+__all__ = ["CheckpointError", "ConfigError", "CoupledSigmoidNet", "GenerativeLearner", "OBJECTIVES",
+           "check_compatible", "fixed_binarize"]

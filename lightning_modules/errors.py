@@ -3,3 +3,13 @@
 
 class ConfigError(ValueError):
     """A bad setting: the message says what was wrong and how to fix it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, truncated, corrupted, unsafe or for another model.
+
+    The message is one line naming the file and what is wrong with it; the CLI prints it without a traceback.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -10,7 +12,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
@@ -27,7 +29,9 @@ class GenerativeLearner(pl.LightningModule):
         tied: share W between recognition (W) and generation (W^T); False is the untied ablation.
         eval_num_samples: K of the importance-sampled test log-likelihood.
         self_consistency_per_class: generated samples per class scored by the recognition pass.
-        binarize_seed: seed of the one fixed binarization of the test set for likelihoods.
+        seed: seeds the model's own randomness: the one fixed binarization of the test set, the samples
+            of stochastic objectives (per step, so a resumed run draws what an uninterrupted one would)
+            and the evaluation samples.
     """
 
     def __init__(
@@ -48,7 +52,7 @@ class GenerativeLearner(pl.LightningModule):
         lr_gamma: float = 0.5,
         eval_num_samples: int = 1000,
         self_consistency_per_class: int = 1000,
-        binarize_seed: int = 0,
+        seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -64,6 +68,7 @@ class GenerativeLearner(pl.LightningModule):
         self.objective = OBJECTIVES[objective]
         self.objective_kwargs = dict(objective_kwargs or {})
         self._check_objective_kwargs()
+        self._stochastic_objective = "generator" in inspect.signature(self.objective).parameters
         C = self.net.num_classes
         self.val_acc = MulticlassAccuracy(C, average="micro")
         self.test_acc = MulticlassAccuracy(C, average="micro")
@@ -97,7 +102,7 @@ class GenerativeLearner(pl.LightningModule):
         return sizes
 
     def _check_objective_kwargs(self) -> None:
-        allowed = list(inspect.signature(self.objective).parameters)[3:]
+        allowed = [p for p in list(inspect.signature(self.objective).parameters)[3:] if p != "generator"]
         unknown = sorted(set(self.objective_kwargs) - set(allowed))
         if unknown:
             raise ConfigError(
@@ -111,7 +116,10 @@ class GenerativeLearner(pl.LightningModule):
     # ---- training ----
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self.objective(self.net, x, y, **self.objective_kwargs)
+        kwargs = self.objective_kwargs
+        if self._stochastic_objective:  # seeded per step: exact resume needs no RNG state in the checkpoint
+            kwargs = {**kwargs, "generator": self._generator(0, self.global_step, self.global_rank)}
+        out = self.objective(self.net, x, y, **kwargs)
         self.log_dict({f"train/{k}": v for k, v in out.items()}, on_step=True, on_epoch=True,
                       batch_size=x.shape[0])
         return out
@@ -131,8 +139,8 @@ class GenerativeLearner(pl.LightningModule):
         self.test_acc.update(self.net.recognize(x), y)
         out = self.objective(self.net, x, y, **self.objective_kwargs)
         self.log("test/loss", out["loss"], on_epoch=True, sync_dist=True, batch_size=x.shape[0])
-        xb = fixed_binarize(x, self.hparams.binarize_seed)
-        g = self._generator(batch_idx)
+        xb = fixed_binarize(x, self.hparams.seed)
+        g = self._generator(1, batch_idx, self.global_rank)
         self.test_elbo.update(self.net.log_likelihood(xb, y, 1, generator=g))
         self.test_log_likelihood.update(self.net.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
         self.log("test/acc", self.test_acc, on_epoch=True)
@@ -156,12 +164,19 @@ class GenerativeLearner(pl.LightningModule):
         rank, world = self.global_rank, self.trainer.world_size if self._trainer else 1
         ids = torch.arange(rank, self.net.num_classes * per_class, world, device=self.device)
         labels = ids // per_class
-        g = self._generator(10**6 + rank)
+        g = self._generator(2, rank)
         logits = [self.net.recognize(self.net.sample_down(y, g)[0]) for y in labels.split(chunk)]
         return torch.cat(logits), labels
 
-    def _generator(self, offset: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.hparams.binarize_seed * 7919 + offset)
+    def _generator(self, *stream: int) -> torch.Generator:
+        """A generator for one named stream of draws, e.g. (purpose, step, rank): reproducible anywhere."""
+        seed = self.hparams.seed
+        for part in stream:
+            seed = (seed * 1_000_003 + part + 1) % 2**61
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_compatible(checkpoint, self)  # one clear line instead of load_state_dict's size-mismatch dump
 
     # ---- optimisation ----
     def configure_optimizers(self):
@@ -180,3 +195,66 @@ class GenerativeLearner(pl.LightningModule):
         else:
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def _sizes_from_state_dict(sd: Mapping[str, torch.Tensor], prefix: str = "net.") -> list[int] | None:
+    """[d0, d1, ..., C] of a CoupledSigmoidNet from its W_k shapes (d_k, d_(k-1)), if it has them."""
+    ws = []
+    k = 0
+    while f"{prefix}W.{k}" in sd:
+        ws.append(sd[f"{prefix}W.{k}"])
+        k += 1
+    if not ws or any(w.ndim != 2 for w in ws):
+        return None
+    return [int(ws[0].shape[1])] + [int(w.shape[0]) for w in ws]
+
+
+def check_compatible(
+    checkpoint: Mapping[str, Any], model: torch.nn.Module, path: str | os.PathLike | None = None
+) -> None:
+    """Raise a one-line :class:`CheckpointError` when `checkpoint`'s weights cannot load into `model`.
+
+    Compares parameter names and shapes (buffers too); for the coupled net it reports the layer sizes
+    and the tied/untied setting rather than raw tensor names. Call it from
+    ``LightningModule.on_load_checkpoint`` so that a resume fails before Lightning's multi-line
+    ``load_state_dict`` error.
+    """
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    sd = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"{where} has no 'state_dict': it is not a Lightning checkpoint")
+    own = model.state_dict()
+    strict = getattr(model, "strict_loading", True)
+
+    ck_sizes, own_sizes = _sizes_from_state_dict(sd), _sizes_from_state_dict(own)
+    if ck_sizes is not None and own_sizes is not None and ck_sizes != own_sizes:
+        raise CheckpointError(f"{where} was trained with sizes {ck_sizes} but the model has {own_sizes}")
+
+    ck_tied = not any(k.startswith("net.V.") for k in sd)
+    own_tied = not any(k.startswith("net.V.") for k in own)
+    if ck_sizes is not None and own_sizes is not None and ck_tied != own_tied:
+        raise CheckpointError(f"{where} was trained with tied={ck_tied} but the model has tied={own_tied}")
+
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in sd and isinstance(sd[k], torch.Tensor) and tuple(sd[k].shape) != tuple(v.shape)
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"{where} does not fit the model: shape (checkpoint vs model) differs for "
+            f"{', '.join(mismatched[:3])}{' ...' if len(mismatched) > 3 else ''}"
+        )
+    if strict:
+        missing = sorted(set(own) - set(sd))
+        unexpected = sorted(set(sd) - set(own))
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"it lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+            if unexpected:
+                parts.append(
+                    f"it has {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''} "
+                    f"that the model does not"
+                )
+            raise CheckpointError(f"{where} is for a different architecture: {'; '.join(parts)}")

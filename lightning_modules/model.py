@@ -2,7 +2,8 @@
 
 One set of weights describes two sigmoid belief networks over layers x0 (pixels) .. xn = y (class):
 
-    recognition q (up):   q(x_k = 1 | x_(k-1)) = sigmoid(W_k x_(k-1) + b_k),  q(y | x_(n-1)) = softmax(W_n x_(n-1) + b_n)
+    recognition q (up):   q(x_k = 1 | x_(k-1)) = sigmoid(W_k x_(k-1) + b_k),
+                          q(y | x_(n-1)) = softmax(W_n x_(n-1) + b_n)
     generation  p (down): y ~ prior,  p(x_(k-1) = 1 | x_k) = sigmoid(W_k^T x_k + c_k)
 
 Tied (the paper) the down pass reads the very same `W_k`, so both directions' gradients meet in it;

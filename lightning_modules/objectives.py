@@ -34,7 +34,9 @@ def symmetric(
     return {"loss": rec + generation_weight * gen, "recognition": rec, "generation": gen}
 
 
-def wake_sleep(net: CoupledSigmoidNet, x: Tensor, y: Tensor, sleep_weight: float = 1.0) -> dict:
+def wake_sleep(
+    net: CoupledSigmoidNet, x: Tensor, y: Tensor, sleep_weight: float = 1.0, generator: torch.Generator | None = None
+) -> dict:
     """Helmholtz-machine style with labels, stochastic hidden states, no gradient through samples.
 
     wake:  -E_{h ~ q(h|x)} log p(x, h | y)     trains the generation network on recognised states
@@ -43,8 +45,8 @@ def wake_sleep(net: CoupledSigmoidNet, x: Tensor, y: Tensor, sleep_weight: float
     """
     rec = F.cross_entropy(net.recognize(x), y)
     with torch.no_grad():
-        up = net.sample_up(x)[:-1]  # [x0, .., x(n-1)]; x0 ~ Bern(x) is x itself when x is binary
-        down = net.sample_down(y)[:-1]
+        up = net.sample_up(x, generator)[:-1]  # [x0, .., x(n-1)]; x0 ~ Bern(x) is x itself when x is binary
+        down = net.sample_down(y, generator)[:-1]
     wake = -net.log_p_given_class(up, y).mean()
     sleep = -(net.log_q_hidden(down) + net.log_q_class(down[-1], y)).mean()
     return {"loss": rec + wake + sleep_weight * sleep, "recognition": rec, "wake": wake, "sleep": sleep}

@@ -1,0 +1,387 @@
+"""The command line: ``coupled fit|validate|test|predict --config configs/mnist.yaml [--trainer.* ...]``.
+
+A :class:`~pytorch_lightning.cli.LightningCLI` over :class:`GenerativeLearner` and the image DataModules,
+with every Trainer flag as Lightning users know it. On top of Lightning's own CLI:
+
+* the model's ``input_dim`` and ``num_classes`` are linked from the DataModule;
+* one run id and one run folder ``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, wandb/),
+  the run id shared with DDP child processes through the environment (:mod:`lightning_modules.runs`);
+* W&B (``WandbLogger``, project ``coupled``) by default, online when an API key is configured or
+  ``WANDB_MODE=online``, offline otherwise, never a prompt;
+* default callbacks, each with its own flags: ``--checkpoint.*`` (ModelCheckpoint on ``val/acc``),
+  ``--sample_grid.*``, ``--recognition.*``, ``--artifacts.*``, plus the loss guard and graceful SIGTERM;
+* ``--ckpt_path wandb:[[ENTITY/]PROJECT/]model-<run id>[:latest|:best|:vN]`` resolved on every rank,
+  and resuming continues the W&B run whose id the checkpoint holds (:mod:`lightning_modules.resume`);
+* after ``fit``, ``test`` on the best checkpoint on one device (``--test_after_fit false`` to skip);
+* user errors print one line ``coupled: error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from callbacks.artifacts import CheckpointArtifacts
+from callbacks.checkpoint_io import CheckpointError
+from callbacks.recognition import RecognitionAccuracy
+from callbacks.safety import FiniteLossGuard, GracefulShutdown, NonFiniteLossError
+from callbacks.samples import SampleGrid
+from datamodules import DataError, HFImageDataModule
+
+from .errors import ConfigError
+from .learner import GenerativeLearner
+from .resume import SPECIAL_CKPT_PATHS, ResumeError, checkpoint_run_id, resolve_ckpt_path
+from .runs import (
+    check_run_id,
+    configure_wandb_mode,
+    export_run_id,
+    inherited_run_id,
+    local_rank,
+    new_run_id,
+    run_dir,
+    wandb_online,
+)
+
+PROG = "coupled"
+WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
+DEFAULT_PROJECT = "coupled"
+USER_ERRORS = (ConfigError, DataError, ResumeError, CheckpointError, FileNotFoundError, yaml.YAMLError)
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Trainer settings that differ from Lightning's; every one can be overridden by a flag or config."""
+    return {
+        "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": DEFAULT_PROJECT}},
+        # the DataModule shards every split itself (no duplicated evaluation samples under DDP)
+        "use_distributed_sampler": False,
+        # crash-safe checkpoint writes, weights_only loads with one-line errors
+        "plugins": [{"class_path": "callbacks.checkpoint_io.AtomicCheckpointIO"}],
+        # always added (not replaced by --trainer.callbacks): a run that diverges stops with one line,
+        # a SIGTERM saves a checkpoint and exits 0
+        "callbacks": [FiniteLossGuard(), GracefulShutdown()],
+    }
+
+
+def parser_kwargs() -> dict[str, Any]:
+    """The main parser's and, per subcommand, a short usage line (the full one lists every flag)."""
+    kwargs: dict[str, Any] = {
+        "prog": PROG,
+        "description": "Coupled recognition/generation sigmoid networks (arXiv:1709.08524) on PyTorch "
+        "Lightning. Example: coupled fit --config configs/mnist.yaml",
+    }
+    for sub in ("fit", "validate", "test", "predict"):
+        kwargs[sub] = {
+            "usage": f"{PROG} {sub} [-h] [--config CONFIG] [--trainer.* ...] [--model.* ...] [--data.* ...] "
+            f"[--ckpt_path PATH | wandb:[[ENTITY/]PROJECT/]model-RUNID[:ALIAS]] [...]",
+        }
+    return kwargs
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Saves the resolved config as ``<run folder>/config.yaml`` and with the W&B run (config + file)."""
+
+    def __init__(self, parser, config, config_filename: str = "config.yaml", overwrite: bool = True,
+                 multifile: bool = False, run_dir: str | None = None):
+        super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=False)
+        self.run_dir = run_dir
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        folder = Path(self.run_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.config_filename
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                run = logger.experiment
+                dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+                run.config.update({"cli": dumped}, allow_val_change=True)
+                run.save(str(path), base_path=str(folder), policy="now")
+
+
+class CoupledCLI(LightningCLI):
+    """LightningCLI with the project's defaults, run folders, W&B resume and test-after-fit."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self.resumed_from: str | None = None
+        kwargs.setdefault("model_class", GenerativeLearner)
+        kwargs.setdefault("datamodule_class", HFImageDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("trainer_defaults", trainer_defaults())
+        kwargs.setdefault("save_config_callback", RunConfigCallback)
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("auto_configure_optimizers", False)  # the model has its own optimizer options
+        kwargs.setdefault("parser_kwargs", parser_kwargs())
+        super().__init__(args=args, run=run, **kwargs)
+
+    # ---- arguments ----
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--runs_dir", type=str, default="runs",
+            help="Folder of the run folders <runs_dir>/<run id>/ (checkpoints, samples, config, wandb).",
+        )
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True,
+            help="After fit, test the best checkpoint on one device (fit only).",
+        )
+        parser.set_defaults({"data": {"class_path": "datamodules.MNISTDataModule"}})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(SampleGrid, "sample_grid")
+        parser.add_lightning_class_args(RecognitionAccuracy, "recognition")
+        parser.add_lightning_class_args(CheckpointArtifacts, "artifacts")
+        parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    # ---- checkpoint references and the run id: before Lightning reads the checkpoint's hparams ----
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        cfg = self.config[subcommand]
+        ref = cfg.get("ckpt_path")
+        local = resolve_ckpt_path(
+            ref, runs_dir=cfg.runs_dir, online=wandb_online(), default_project=self._wandb_project(cfg),
+            rank=local_rank(),
+        )
+        ckpt_run_id = None
+        if local is not None and local not in SPECIAL_CKPT_PATHS and "://" not in local:
+            ckpt_run_id = checkpoint_run_id(local)  # reads it safely: a missing or bad file stops here
+            self.resumed_from = str(ref)
+        cfg.ckpt_path = local
+        run_id = (
+            self._explicit_wandb_id(cfg)
+            or (ckpt_run_id if subcommand == "fit" else None)
+            or inherited_run_id()
+            or new_run_id()
+        )
+        self.run_id = check_run_id(run_id)
+        self.run_dir = run_dir(cfg.runs_dir, self.run_id)
+        export_run_id(self.run_id)
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.subcommand
+        if not subcommand:
+            return
+        cfg = self.config[subcommand]
+        folder = str(self.run_dir)
+        if cfg.trainer.get("default_root_dir") is None:
+            cfg.trainer.default_root_dir = folder
+        if cfg.checkpoint.get("dirpath") is None:
+            cfg.checkpoint.dirpath = os.path.join(folder, "checkpoints")
+        if cfg.sample_grid.get("dirpath") is None:
+            cfg.sample_grid.dirpath = os.path.join(folder, "samples")
+        if cfg.artifacts.get("run_id") is None:
+            cfg.artifacts.run_id = self.run_id
+        for init in self._wandb_init_args(cfg):
+            if init.get("id") is None and init.get("version") is None:
+                init["id"] = self.run_id
+            if init.get("save_dir") in (None, ".") and init.get("dir") is None:
+                init["save_dir"] = folder
+            if init.get("project") is None:
+                init["project"] = DEFAULT_PROJECT
+        if "weights_only" in cfg and cfg.weights_only is None:
+            cfg.weights_only = True  # a checkpoint may come from a download: never unpickle code
+        self.save_config_kwargs = {**self.save_config_kwargs, "run_dir": folder}
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        if config.get("enable_checkpointing") is False:
+            extra = [cb for cb in extra if not isinstance(cb, ModelCheckpoint)]
+        else:
+            extra += self._last_checkpoint(extra)
+        if getattr(self.model.hparams, "lr_schedule", None) and config.get("logger") not in (False, None):
+            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        return self._instantiate_trainer(config, extra)
+
+    def _last_checkpoint(self, callbacks: list[Any]) -> list[ModelCheckpoint]:
+        """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``).
+
+        Lightning 2.6 writes ``last.ckpt`` only when a new top-k checkpoint is written, so with a monitor it
+        would lag behind the training; this second callback, without a monitor, keeps it current.
+        """
+        best = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
+        if best is None or best.save_last is not True or best.monitor is None:
+            return []
+        cfg = self._get(self.config, "checkpoint")
+        best.save_last = False
+        return [
+            ModelCheckpoint(
+                dirpath=best.dirpath,
+                filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
+                every_n_train_steps=cfg.get("every_n_train_steps"),
+                train_time_interval=cfg.get("train_time_interval"),
+                every_n_epochs=cfg.get("every_n_epochs"),
+                save_on_train_epoch_end=cfg.get("save_on_train_epoch_end"),
+                save_weights_only=bool(cfg.get("save_weights_only")),
+            )
+        ]
+
+    # ---- after fit: test the best checkpoint on one device ----
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not self._get(self.config, "test_after_fit") or trainer.interrupted:
+            return
+        ckpt_path = None
+        cb = trainer.checkpoint_callback
+        if cb is not None and not trainer.fast_dev_run:
+            ckpt_path = cb.best_model_path or cb.last_model_path or None
+        if trainer.world_size == 1:
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True)
+            return
+        # DDP: every rank has finished fit; rank 0 alone tests on its own device with a fresh Trainer
+        trainer.strategy.barrier("coupled_test_after_fit")
+        if trainer.global_rank != 0:
+            return
+        device = trainer.strategy.root_device
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # else torchmetrics would wait for the other ranks
+        test_trainer = self._single_device_trainer(trainer, device)
+        with warnings.catch_warnings():  # the fit's ModelCheckpoint states are not needed to test
+            warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint.*")
+            test_trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    def _single_device_trainer(self, trainer: pl.Trainer, device: torch.device) -> pl.Trainer:
+        cfg = self._get(self.config_init, "trainer", default={})
+        accelerator = "gpu" if device.type == "cuda" else device.type
+        devices = [device.index] if device.type == "cuda" and device.index is not None else 1
+        return self.trainer_class(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=1,
+            strategy="auto",
+            precision=cfg.get("precision"),
+            logger=list(trainer.loggers) or False,
+            callbacks=[cb for cb in trainer.callbacks if isinstance(cb, SampleGrid)],
+            enable_checkpointing=False,
+            enable_progress_bar=cfg.get("enable_progress_bar"),
+            enable_model_summary=False,
+            fast_dev_run=cfg.get("fast_dev_run", False),
+            limit_test_batches=cfg.get("limit_test_batches"),
+            deterministic=cfg.get("deterministic"),
+            inference_mode=cfg.get("inference_mode", True),
+            default_root_dir=trainer.default_root_dir,
+            use_distributed_sampler=False,
+            plugins=cfg.get("plugins"),
+        )
+
+    # ---- helpers on the parsed config ----
+    @staticmethod
+    def _loggers(cfg: Namespace) -> list[Any]:
+        logger = cfg.trainer.get("logger")
+        if isinstance(logger, (list, tuple)):
+            return list(logger)
+        return [logger] if logger is not None else []
+
+    def _wandb_init_args(self, cfg: Namespace) -> list[Namespace]:
+        out = []
+        for logger in self._loggers(cfg):
+            if isinstance(logger, (Namespace, dict)) and str(logger.get("class_path", "")).endswith(".WandbLogger"):
+                if logger.get("init_args") is None:
+                    logger["init_args"] = Namespace()
+                out.append(logger["init_args"])
+        return out
+
+    def _wandb_project(self, cfg: Namespace) -> str:
+        for init in self._wandb_init_args(cfg):
+            if init.get("project"):
+                return str(init["project"])
+        return DEFAULT_PROJECT
+
+    def _explicit_wandb_id(self, cfg: Namespace) -> str | None:
+        for init in self._wandb_init_args(cfg):
+            value = init.get("id") or init.get("version")
+            if value:
+                return str(value)
+        return None
+
+
+# ---- the entry point: user errors as one line ----
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The first user error (ours, the data's, a missing file, bad YAML) in ``exc``'s chain, if any."""
+    return _find(exc, USER_ERRORS)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        text = f"no such file: {exc.filename}"
+    elif isinstance(exc, yaml.YAMLError):
+        text = f"bad YAML: {text}"
+    return text or type(exc).__name__
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _finish_wandb(exit_code: int) -> None:
+    """Close this process's W&B run, if one was started (a later ``main()`` in-process starts afresh)."""
+    wandb = sys.modules.get("wandb")
+    run = getattr(wandb, "run", None) if wandb is not None else None
+    if run is not None:
+        run.finish(exit_code=exit_code)
+
+
+def main(args: list[str] | None = None) -> None:
+    """``coupled``: run the CLI on ``args`` (default ``sys.argv[1:]``)."""
+    exit_code = 1
+    try:
+        configure_wandb_mode()
+        with warnings.catch_warnings():
+            if args is not None:  # a script or a test that passes its own args: its sys.argv is not ours
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            CoupledCLI(args=args)
+        exit_code = 0
+    except Exception as exc:
+        diverged = _find(exc, NonFiniteLossError)
+        if diverged is not None:  # training diverged: reported as one line, but not a usage error
+            _fail(_one_line(diverged), 1)
+        user = _user_error(exc)
+        if user is None:
+            raise
+        _fail(_one_line(user), 2)
+    finally:
+        _finish_wandb(exit_code)
+
+
+def _find(exc: BaseException, kind: type) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

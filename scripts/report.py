@@ -1,0 +1,187 @@
+"""Build results.json and RESULTS.md (tables, sample grids, learning curves, a reading) from runs/*.json."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+TARGETS = {  # issue "Reproduction report": MNIST, tied pairs
+    "symmetric_test_acc": 0.980,
+    "discriminative_test_acc": 0.982,
+    "symmetric_sample_acc": 0.95,
+    "best_tied_log_likelihood": -100.0,
+}
+
+
+def load_runs(out: Path) -> tuple[list[dict], dict]:
+    runs, refs = [], {}
+    for path in sorted((out / "runs").glob("*.json")):
+        obj = json.loads(path.read_text())
+        if path.name.startswith("reference-"):
+            refs[path.stem.removeprefix("reference-")] = obj
+        else:
+            runs.append(obj)
+    return runs, refs
+
+
+def fmt(values: list[float], digits: int = 2, scale: float = 1.0) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def groups(runs: list[dict], dataset: str) -> list[tuple[str, bool, list[dict]]]:
+    out = []
+    for objective in ("discriminative", "symmetric", "wake_sleep"):
+        for tied in (True, False):
+            g = [r for r in runs if r["dataset"] == dataset and r["objective"] == objective and r["tied"] == tied]
+            if g:
+                out.append((objective, tied, g))
+    return out
+
+
+def mean_of(g: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in g if r.get(key) is not None]
+    return statistics.mean(vals) if vals else None
+
+
+def plot_curves(runs: list[dict], dataset: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [r for r in runs if r["dataset"] == dataset and r["seed"] == 0 and r.get("curves")]
+    if not chosen:
+        return False
+    parts = sorted({k for r in chosen for k in r["curves"] if k.startswith("train/") and k != "train/loss_epoch"})
+    panels = ["val/acc"] + parts
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        for r in chosen:
+            if name in r["curves"]:
+                ys = r["curves"][name]
+                ax.plot(range(1, len(ys) + 1), ys, label=f"{r['objective']} {'tied' if r['tied'] else 'untied'}",
+                        linestyle="-" if r["tied"] else "--")
+        ax.set_title(name.replace("_epoch", ""))
+        ax.set_xlabel("epoch")
+        if name != "val/acc":
+            ax.set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def reading(runs: list[dict], refs: dict) -> list[str]:
+    """Sentences computed from the numbers: which claims hold, which targets are met, by how much."""
+    lines = []
+    mn = {(o, t): g for o, t, g in groups(runs, "mnist")}
+
+    def acc(o, t):
+        return mean_of(mn.get((o, t), []), "test_acc")
+
+    sym, disc = acc("symmetric", True), acc("discriminative", True)
+    if sym is not None and disc is not None:
+        lines.append(
+            f"- Claim 3 (a tied pair learned generatively still recognises well): tied `symmetric` reaches "
+            f"{sym:.2%} test accuracy on MNIST against {disc:.2%} for the discriminative baseline "
+            f"({(sym - disc) * 100:+.2f} points)."
+        )
+    for o in ("symmetric", "wake_sleep"):
+        t, u = mn.get((o, True)), mn.get((o, False))
+        if t and u:
+            lt, lu = mean_of(t, "log_likelihood"), mean_of(u, "log_likelihood")
+            et, eu = mean_of(t, "elbo"), mean_of(u, "elbo")
+            lines.append(
+                f"- Claim 2 (tying W and W^T keeps the pair consistent), `{o}`: log-likelihood tied {lt:.1f} vs "
+                f"untied {lu:.1f} nats; ELBO gap (log-likelihood − ELBO, smaller = more consistent) tied "
+                f"{lt - et:.1f} vs untied {lu - eu:.1f} nats."
+            )
+    det = [statistics.mean(r["approx_error"]["deterministic"]) for r in runs if r.get("approx_error")]
+    mv = [statistics.mean(r["approx_error"]["mean_variance"]) for r in runs if r.get("approx_error")]
+    if det:
+        lines.append(
+            f"- Claim 1 (the forward pass approximates the SBN's posterior marginals): mean absolute error of "
+            f"the deterministic marginals vs Monte Carlo, averaged over runs and hidden layers, "
+            f"{statistics.mean(det):.3f}; mean-variance propagation {statistics.mean(mv):.3f} "
+            f"(better in {sum(m < d for d, m in zip(det, mv))} of {len(det)} runs)."
+        )
+    lines.append("")
+    lines.append("Targets (MNIST, tied):")
+    checks = [
+        ("symmetric test accuracy ≥ 98.0%", sym, TARGETS["symmetric_test_acc"], "{:.2%}"),
+        ("discriminative test accuracy ≥ 98.2%", disc, TARGETS["discriminative_test_acc"], "{:.2%}"),
+        ("symmetric sample accuracy ≥ 95%", mean_of(mn.get(("symmetric", True), []), "sample_acc"),
+         TARGETS["symmetric_sample_acc"], "{:.2%}"),
+    ]
+    tied_ll = {o: mean_of(mn.get((o, True), []), "log_likelihood")
+               for o in ("discriminative", "symmetric", "wake_sleep")}
+    tied_ll = {o: v for o, v in tied_ll.items() if v is not None}
+    if tied_ll:
+        best = max(tied_ll, key=tied_ll.get)
+        checks.append((f"best tied log-likelihood ≥ −100 nats (`{best}`)", tied_ll[best],
+                       TARGETS["best_tied_log_likelihood"], "{:.1f}"))
+    for name, value, target, f in checks:
+        if value is None:
+            lines.append(f"- {name}: not measured")
+            continue
+        ok = value >= target
+        miss = "" if ok else f", missed by {f.format(target - value) if '%' in f else f'{target - value:.1f} nats'}"
+        lines.append(f"- {name}: {f.format(value)} — {'met' if ok else 'MISSED'}{miss}")
+    return lines
+
+
+def write_report(out: Path) -> None:
+    runs, refs = load_runs(out)
+    results = [{k: v for k, v in r.items() if k != "curves"} for r in runs]
+    (out / "results.json").write_text(json.dumps({"runs": results, "reference_classifiers": refs}, indent=1))
+    md = ["# Results", "",
+          "Generated by `scripts/report.py` from `runs/*.json` (written by `make reproduce`, i.e. "
+          "`python scripts/reproduce.py`). Each run's own command is in `results.json` (`command`): rerun a row "
+          "with `python scripts/reproduce.py --only <row>`. Accuracy on the grey-level test set; likelihoods in "
+          "nats on the test set binarized once with a fixed seed (ELBO: K = 1; log-likelihood: K as listed); "
+          "sample accuracy: the reference CNN on 1,000 ancestral samples per class; diversity: mean pairwise "
+          "distance of samples over that of real test images of the class; approx. error: mean |marginal − "
+          "Monte Carlo| over hidden units (deterministic / mean-variance).", ""]
+    for dataset in ("mnist", "fashion_mnist"):
+        gs = groups(runs, dataset)
+        if not gs:
+            continue
+        md += [f"## {dataset}", ""]
+        if dataset in refs:
+            md += [f"Reference CNN test accuracy: {refs[dataset]['test_acc']:.2%} (`{refs[dataset]['command']}`).", ""]
+        md += ["| objective | W | seeds | epochs | test acc (%) | ELBO | log-lik. (K) | sample acc (%) | diversity "
+               "| approx. err det / mv | self-consistency (%) | s/epoch |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for objective, tied, g in gs:
+            det = [statistics.mean(r["approx_error"]["deterministic"]) for r in g]
+            mv = [statistics.mean(r["approx_error"]["mean_variance"]) for r in g]
+            md.append(
+                f"| {objective} | {'tied' if tied else 'untied'} | {len(g)} | {g[0]['epochs']} "
+                f"| {fmt([r['test_acc'] for r in g], 2, 100)} | {fmt([r['elbo'] for r in g], 1)} "
+                f"| {fmt([r['log_likelihood'] for r in g], 1)} ({g[0]['log_likelihood_K']}) "
+                f"| {fmt([r['sample_acc'] for r in g], 1, 100)} | {fmt([r['diversity'] for r in g], 2)} "
+                f"| {fmt(det, 3)} / {fmt(mv, 3)} | {fmt([r['self_consistency'] for r in g], 1, 100)} "
+                f"| {fmt([r['seconds_per_epoch'] for r in g], 1)} |"
+            )
+        md.append("")
+        if plot_curves(runs, dataset, out / f"curves_{dataset}.png"):
+            md += ["Learning curves (seed 0; validation accuracy and each training loss part per epoch):", "",
+                   f"![curves {dataset}](curves_{dataset}.png)", ""]
+        md += ["Sample grids (row = class; first column the deterministic mean image, then 10 ancestral "
+               "samples):", ""]
+        for objective, tied, g in gs:
+            md += [f"- {objective}, {'tied' if tied else 'untied'}: ![{g[0]['key']}]({g[0]['samples_png']})"]
+        md.append("")
+    md += ["## Reading", ""] + reading(runs, refs) + [""]
+    notes = out / "NOTES.md"
+    if notes.exists():
+        md += [notes.read_text()]
+    (out / "RESULTS.md").write_text("\n".join(md))

@@ -1,0 +1,222 @@
+"""Reproduce the paper's experiment and its ablations: `make reproduce` (QUICK=1 for a smoke run).
+
+Trains and evaluates, on MNIST and Fashion-MNIST, every objective tied and untied (3 seeds for the MNIST
+tied rows, 1 elsewhere), plus a reference CNN per dataset that scores generated samples. Each row is
+written to <out>/runs/<row>.json as soon as it finishes, and finished rows are skipped, so an interrupted
+run resumes row by row. Then <out>/results.json and <out>/RESULTS.md are generated from those files.
+
+    python scripts/reproduce.py                      # the whole matrix
+    python scripts/reproduce.py --only mnist-symmetric-tied   # rows whose key contains this
+    python scripts/reproduce.py --quick              # smoke version (minutes), writes reports/quick/
+    python scripts/reproduce.py --report-only        # regenerate results.json / RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from callbacks.sample_quality import SampleQuality  # noqa: E402
+from callbacks.samples import SampleGrid  # noqa: E402
+from datamodules import FashionMNISTDataModule, MNISTDataModule  # noqa: E402
+from lightning_modules import GenerativeLearner  # noqa: E402
+from lightning_modules.reference import ReferenceCNN  # noqa: E402
+
+DATASETS = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule}
+OBJECTIVES = ("discriminative", "symmetric", "wake_sleep")
+
+# The recipe: one architecture for every row; objective options where the objective has them.
+RECIPE = {
+    "hidden_sizes": [512, 512],
+    "lr": 1e-3,
+    "lr_schedule": "cosine",
+    "batch_size": 128,
+    "epochs": 30,
+    "objective_kwargs": {"symmetric": {"generation_weight": 1.0}},
+}
+QUICK = {"train_size": 5000, "epochs": 1, "eval_num_samples": 50, "test_images": 1000, "per_class": 100,
+         "marginal_images": 100, "mc_samples": 200, "reference_epochs": 1}
+FULL = {"train_size": None, "epochs": RECIPE["epochs"], "eval_num_samples": 1000, "test_images": None,
+        "per_class": 1000, "marginal_images": 500, "mc_samples": 1000, "reference_epochs": None}
+
+
+def rows(quick: bool) -> list[dict]:
+    out = []
+    for dataset in DATASETS:
+        for objective in OBJECTIVES:
+            for tied in (True, False):
+                seeds = [0, 1, 2] if (dataset == "mnist" and tied and not quick) else [0]
+                for seed in seeds:
+                    key = f"{dataset}-{objective}-{'tied' if tied else 'untied'}-s{seed}"
+                    out.append({"key": key, "dataset": dataset, "objective": objective, "tied": tied, "seed": seed})
+    return out
+
+
+def data_dir_for(args, dataset: str) -> str | None:
+    if args.data_dir is None:
+        return None
+    d = Path(args.data_dir) / dataset
+    return str(d) if d.is_dir() else None
+
+
+def datamodule(args, dataset: str, settings: dict, **kw):
+    return DATASETS[dataset](data_dir=data_dir_for(args, dataset), batch_size=RECIPE["batch_size"],
+                             train_size=settings["train_size"], **kw)
+
+
+def trainer(max_epochs: int, callbacks=(), limit_test_batches=None) -> pl.Trainer:
+    return pl.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=list(callbacks), limit_test_batches=limit_test_batches or 1.0)
+
+
+class EpochRecorder(pl.Callback):
+    """Per-epoch validation accuracy and every logged loss part, and the training time per epoch."""
+
+    def __init__(self):
+        self.curves: dict[str, list[float]] = {}
+        self.epoch_seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epoch_seconds.append(time.perf_counter() - self._t0)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("val/") or (name.startswith("train/") and name.endswith("_epoch")):
+                self.curves.setdefault(name, []).append(float(value))
+
+
+def test_batches(settings: dict, dm) -> int | None:
+    if settings["test_images"] is None:
+        return None
+    return max(1, settings["test_images"] // dm.eval_batch_size)
+
+
+def train_reference(args, dataset: str, settings: dict, out: Path) -> dict:
+    """Train (or reuse) the dataset's reference CNN; returns {"ckpt", "test_acc", "command"}."""
+    meta_path = out / "runs" / f"reference-{dataset}.json"
+    if meta_path.exists() and Path(json.loads(meta_path.read_text())["ckpt"]).exists():
+        return json.loads(meta_path.read_text())
+    cfg = yaml.safe_load((ROOT / "configs" / "reference_cnn.yaml").read_text())
+    pl.seed_everything(cfg["seed_everything"], workers=True)
+    dm = datamodule(args, dataset, settings, binarize=cfg["data"]["binarize"])
+    model = ReferenceCNN(image_shape=dm.image_shape, num_classes=dm.num_classes, **cfg["model"])
+    t = trainer(settings["reference_epochs"] or cfg["trainer"]["max_epochs"])
+    t.fit(model, datamodule=dm)
+    test = t.test(model, datamodule=dm, verbose=False)[0]
+    ckpt = args.ckpt_dir / f"reference-{dataset}{'-quick' if args.quick else ''}.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    t.save_checkpoint(ckpt, weights_only=True)
+    meta = {"ckpt": str(ckpt), "test_acc": test["test/acc"], "command": command(args, f"reference-{dataset}")}
+    write_json(meta_path, meta)
+    return meta
+
+
+def run_row(args, row: dict, settings: dict, reference: dict, out: Path) -> dict:
+    pl.seed_everything(row["seed"], workers=True)
+    dm = datamodule(args, row["dataset"], settings, seed=row["seed"])
+    model = GenerativeLearner(
+        hidden_sizes=RECIPE["hidden_sizes"], input_dim=dm.input_dim, num_classes=dm.num_classes,
+        objective=row["objective"], tied=row["tied"], lr=RECIPE["lr"], lr_schedule=RECIPE["lr_schedule"],
+        objective_kwargs=RECIPE["objective_kwargs"].get(row["objective"]),
+        eval_num_samples=settings["eval_num_samples"], self_consistency_per_class=settings["per_class"],
+    )
+    recorder = EpochRecorder()
+    quality = SampleQuality(reference["ckpt"], per_class=settings["per_class"],
+                            marginal_images=settings["marginal_images"], mc_samples=settings["mc_samples"])
+    grid = SampleGrid(samples_per_class=10, every_n_epochs=0, dirpath=str(out / "samples"))
+    t = trainer(settings["epochs"], [recorder, quality], limit_test_batches=test_batches(settings, dm))
+    t.fit(model, datamodule=dm)
+    test = t.test(model, datamodule=dm, verbose=False)[0]
+    grid.write(t, model, row["key"])
+    approx = {m: [quality.results[k] for k in sorted(quality.results) if k.startswith(f"approx_error/{m}/")]
+              for m in ("deterministic", "mean_variance")}
+    return {
+        "key": row["key"], "dataset": row["dataset"], "objective": row["objective"], "tied": row["tied"],
+        "seed": row["seed"], "epochs": settings["epochs"],
+        "test_acc": test["test/acc"], "elbo": test["test/elbo"], "log_likelihood": test["test/log_likelihood"],
+        "log_likelihood_K": settings["eval_num_samples"],
+        "self_consistency": test["test/self_consistency"],
+        "sample_acc": quality.results.get("sample_acc"), "diversity": quality.results["diversity"],
+        "approx_error": approx,
+        "seconds_per_epoch": statistics.median(recorder.epoch_seconds),
+        "curves": recorder.curves,
+        "samples_png": f"samples/{row['key']}.png",
+        "recipe": {**{k: v for k, v in RECIPE.items() if k != "objective_kwargs"},
+                   "objective_kwargs": RECIPE["objective_kwargs"].get(row["objective"], {}),
+                   "train_size": settings["train_size"], "test_images": settings["test_images"]},
+        "command": command(args, row["key"]),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+    }
+
+
+def command(args, key: str) -> str:
+    return f"python scripts/reproduce.py{' --quick' if args.quick else ''} --only {key}"
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke version: 5,000 images, 1 epoch, small K")
+    p.add_argument("--only", default="", help="run only rows whose key contains this (e.g. mnist-symmetric)")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or _default_data_dir(),
+                   help="folder with mnist/ and fashion_mnist/ parquet mirrors (default: ../shared/data)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/, quick: reports/quick/)")
+    p.add_argument("--ckpt-dir", type=Path, default=ROOT / ".cache" / "reproduce")
+    p.add_argument("--report-only", action="store_true", help="only regenerate results.json and RESULTS.md")
+    args = p.parse_args(argv)
+    out = args.out or (ROOT / "reports" / ("quick" if args.quick else ""))
+    settings = QUICK if args.quick else FULL
+    if not args.report_only:
+        refs = {}
+        for row in rows(args.quick):
+            if args.only and args.only not in row["key"]:
+                continue
+            path = out / "runs" / f"{row['key']}.json"
+            if path.exists():
+                print(f"[reproduce] {row['key']}: done, skipped")
+                continue
+            if row["dataset"] not in refs:
+                refs[row["dataset"]] = train_reference(args, row["dataset"], settings, out)
+            t0 = time.perf_counter()
+            result = run_row(args, row, settings, refs[row["dataset"]], out)
+            result["wall_seconds"] = time.perf_counter() - t0
+            write_json(path, result)
+            print(f"[reproduce] {row['key']}: test_acc {result['test_acc']:.4f}, log_likelihood "
+                  f"{result['log_likelihood']:.2f}, {result['wall_seconds']:.0f} s", flush=True)
+    from report import write_report  # scripts/report.py: tables, curves and the reading
+
+    write_report(out)
+
+
+def _default_data_dir() -> str | None:
+    d = ROOT.parent / "shared" / "data"
+    return str(d) if d.is_dir() else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""DDP on CPU: `validate` with 2 processes gives exactly the 1-process metrics (no sample counted twice)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli_helpers import CONFIGS, csv_metrics, last_value, run_cli, run_folders, run_main, tiny_args
+from tests.conftest import subprocess_env
+
+MNIST = str(CONFIGS / "mnist.yaml")
+EXACT = ("val/acc", "val/recognition_acc", "val/self_consistency")
+
+
+def _validate_args(trained_run, tiny_data, save_dir: str) -> list[str]:
+    ckpt = trained_run["run_dir"] / "checkpoints" / "best.ckpt"
+    return ["validate", "--config", MNIST, *tiny_args(tiny_data), "--ckpt_path", str(ckpt),
+            "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir", save_dir]
+
+
+def test_two_process_validate_equals_one_process(cli_env, trained_run, tiny_data, decoded_cache):
+    run_main(_validate_args(trained_run, tiny_data, "csv1"))
+    one = csv_metrics(cli_env / "csv1")
+
+    ddp = cli_env / "ddp"
+    ddp.mkdir()
+    args = _validate_args(trained_run, tiny_data, "csv2") + [
+        "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    proc = run_cli(args, subprocess_env(ddp, decoded_cache), ddp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = csv_metrics(ddp / "csv2")
+
+    for key in EXACT:
+        assert last_value(two, key) == last_value(one, key), key
+    assert 0.2 < last_value(one, "val/acc") < 1.0  # a trained model: the comparison is not trivial
+    # the loss is a mean of per-rank means (Lightning's sync_dist): equal up to float rounding only
+    assert last_value(two, "val/loss") == pytest.approx(last_value(one, "val/loss"), rel=0.05)
+    assert len(run_folders(ddp)) == 1  # both ranks agreed on one run id
