@@ -19,6 +19,7 @@ with every Trainer flag as Lightning users know it. On top of Lightning's own CL
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -105,7 +106,10 @@ class RunConfigCallback(SaveConfigCallback):
                 run = logger.experiment
                 dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
                 run.config.update({"cli": dumped}, allow_val_change=True)
-                run.save(str(path), base_path=str(folder), policy="now")
+                # in the run's files, not as config.yaml: W&B keeps its own config.yaml there
+                copy = Path(run.dir) / "coupled-config.yaml"
+                shutil.copyfile(path, copy)
+                run.save(str(copy), base_path=run.dir, policy="now")
 
 
 class CoupledCLI(LightningCLI):
@@ -114,7 +118,6 @@ class CoupledCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         self.run_id: str | None = None
         self.run_dir: Path | None = None
-        self.resumed_from: str | None = None
         kwargs.setdefault("model_class", GenerativeLearner)
         kwargs.setdefault("datamodule_class", HFImageDataModule)
         kwargs.setdefault("subclass_mode_data", True)
@@ -168,7 +171,6 @@ class CoupledCLI(LightningCLI):
         ckpt_run_id = None
         if local is not None and local not in SPECIAL_CKPT_PATHS and "://" not in local:
             ckpt_run_id = checkpoint_run_id(local)  # reads it safely: a missing or bad file stops here
-            self.resumed_from = str(ref)
         cfg.ckpt_path = local
         run_id = (
             self._explicit_wandb_id(cfg)
@@ -248,9 +250,10 @@ class CoupledCLI(LightningCLI):
         if not self._get(self.config, "test_after_fit") or trainer.interrupted:
             return
         ckpt_path = None
-        cb = trainer.checkpoint_callback
-        if cb is not None and not trainer.fast_dev_run:
-            ckpt_path = cb.best_model_path or cb.last_model_path or None
+        if not trainer.fast_dev_run:  # the best checkpoint; without one (no validation) the last one
+            paths = [getattr(cb, attr, "") for attr in ("best_model_path", "last_model_path")
+                     for cb in trainer.checkpoint_callbacks]
+            ckpt_path = next((p for p in paths if p), None)
         if trainer.world_size == 1:
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True)
             return

@@ -16,6 +16,21 @@ def _exit_code(args: list[str]) -> int:
     return info.value.code
 
 
+def test_console_script_is_main():
+    tomllib = pytest.importorskip("tomllib")
+
+    from tests.conftest import REPO_ROOT
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"coupled": "lightning_modules.cli:main"}
+
+
+def test_no_subcommand_is_a_short_error(capsys):
+    assert _exit_code([]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "subcommand" in err and "Traceback" not in err
+
+
 def test_help_lists_subcommands(capsys):
     assert _exit_code(["--help"]) == 0
     out = capsys.readouterr().out

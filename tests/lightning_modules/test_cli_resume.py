@@ -38,6 +38,8 @@ def test_fit_leaves_one_run_folder(trained_run):
                                                                        "test.png"]
     offline = list((run / "wandb").glob(f"offline-run-*-{trained_run['run_id']}"))
     assert len(offline) == 1  # W&B logged offline, into the run folder, under the run id
+    assert (offline[0] / "files" / "coupled-config.yaml").is_file()  # the resolved config, with the run
+    assert list((offline[0] / "files" / "media").rglob("*.png"))  # the sample grids, as W&B images
 
 
 def test_checkpoints_hold_the_run_id_and_load_weights_only(trained_run):

@@ -1,0 +1,65 @@
+# coupled: `make train` trains the paper's experiment, `make test` runs the tests.
+# Everything runs from the virtual environment in $(VENV), which `make install` creates.
+
+PYTHON        ?= python3
+VENV          ?= .venv
+BIN           := $(VENV)/bin
+# torch is installed first and pinned (a bare `torch` would pull a multi-GB CUDA build);
+# override e.g. `make install TORCH_VERSION=2.5.1 TORCH_INDEX=https://download.pytorch.org/whl/cu124`
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?=
+# a local mirror of the data sets (folders mnist/, fashion_mnist/ of hub parquet files); default
+# ../shared/data where that folder exists, else nothing (the data come from the Hugging Face hub)
+DATA_DIR      ?= $(if $(wildcard ../shared/data/.),../shared/data,)
+CONFIG        ?= configs/mnist.yaml
+ARGS          ?=
+REF           ?=
+
+DATA_ENV := $(if $(DATA_DIR),COUPLED_DATA_DIR=$(abspath $(DATA_DIR)),)
+
+.PHONY: install train resume test test-slow lint bench reproduce clean help
+
+help:
+	@echo "make install            virtual env in $(VENV): torch==$(TORCH_VERSION), then pip install -e .[dev]"
+	@echo "make train [ARGS=...]   train $(CONFIG) (installs when needed); DATA_DIR=$(DATA_DIR)"
+	@echo "make resume REF=...     continue a run: REF=wandb:[[ENTITY/]PROJECT/]model-RUNID[:latest|:best|:vN] or a .ckpt"
+	@echo "make test               the test suite (make test-slow: the slow tests too)"
+	@echo "make lint               ruff"
+	@echo "make bench / reproduce  benchmarks (reports/BENCH.md) / the paper's results (reports/RESULTS.md, QUICK=1)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+$(BIN)/python:
+	$(MAKE) install
+
+train: install
+	$(DATA_ENV) $(BIN)/coupled fit --config $(CONFIG) $(ARGS)
+
+resume: install
+	@test -n "$(REF)" || { echo "make resume: set REF=wandb:model-RUNID:latest (or a checkpoint path)"; exit 2; }
+	$(DATA_ENV) $(BIN)/coupled fit --config $(CONFIG) --ckpt_path $(REF) $(ARGS)
+
+test: $(BIN)/python
+	$(BIN)/python -m pytest $(ARGS)
+
+test-slow: $(BIN)/python
+	$(BIN)/python -m pytest -m "" $(ARGS)
+
+lint: $(BIN)/python
+	$(BIN)/python -m ruff check .
+
+bench: $(BIN)/python
+	$(DATA_ENV) $(BIN)/python scripts/bench.py $(ARGS)
+
+reproduce: $(BIN)/python
+	$(DATA_ENV) QUICK=$(QUICK) $(BIN)/python scripts/reproduce.py $(ARGS)
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Every config trains (fast_dev_run, then the test after fit) and the overlays compose with mnist.yaml."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lightning_modules.cli import CoupledCLI, main
+from tests.cli_helpers import CONFIGS, run_cli, run_folders, tiny_args
+from tests.conftest import subprocess_env
+
+ALL = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+FULL = ["mnist.yaml", "fashion_mnist.yaml"]  # complete configs; the others are overlays on mnist.yaml
+
+
+def _configs(name: str) -> list[str]:
+    files = [name] if name in FULL else ["mnist.yaml", name]
+    return [arg for f in files for arg in ("--config", str(CONFIGS / f))]
+
+
+def test_the_issue_configs_exist():
+    assert {"mnist.yaml", "fashion_mnist.yaml", "discriminative.yaml", "wake_sleep.yaml", "untied.yaml",
+            "ddp.yaml"} <= set(ALL)
+
+
+def _print_config(args: list[str], capsys) -> dict:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", *args, "--print_config"])
+    assert info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_mnist_is_the_papers_experiment(cli_env, capsys):
+    cfg = _print_config(_configs("mnist.yaml"), capsys)
+    assert cfg["model"]["objective"] == "symmetric" and cfg["model"]["tied"] is True
+    assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
+    assert cfg["checkpoint"]["monitor"] == "val/acc" and cfg["checkpoint"]["mode"] == "max"
+    assert cfg["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+    assert cfg["trainer"]["logger"]["init_args"]["project"] == "coupled"
+    assert cfg["trainer"]["use_distributed_sampler"] is False
+
+
+@pytest.mark.parametrize(
+    ("overlay", "key", "value"),
+    [
+        ("wake_sleep.yaml", "objective", "wake_sleep"),
+        ("discriminative.yaml", "objective", "discriminative"),
+        ("untied.yaml", "tied", False),
+    ],
+)
+def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
+    cfg = _print_config(_configs(overlay), capsys)
+    assert cfg["model"][key] == value
+    assert cfg["model"]["hidden_sizes"] == [512, 512]  # the rest comes from mnist.yaml
+    assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
+
+
+def test_ddp_overlay_sets_strategy_flags(cli_env, capsys):
+    cfg = _print_config(_configs("ddp.yaml"), capsys)
+    assert cfg["trainer"]["strategy"] == "ddp" and cfg["trainer"]["devices"] == 2
+
+
+EXPECT = {
+    "mnist.yaml": ("symmetric", True, "MNISTDataModule"),
+    "fashion_mnist.yaml": ("symmetric", True, "FashionMNISTDataModule"),
+    "discriminative.yaml": ("discriminative", True, "MNISTDataModule"),
+    "wake_sleep.yaml": ("wake_sleep", True, "MNISTDataModule"),
+    "untied.yaml": ("symmetric", False, "MNISTDataModule"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECT))
+def test_fast_dev_run(cli_env, tiny_data, name):
+    args = ["fit", *_configs(name), *tiny_args(tiny_data), "--trainer.fast_dev_run", "true",
+            "--sample_grid.every_n_epochs", "1"]
+    cli = CoupledCLI(args=args)
+    objective, tied, data_class = EXPECT[name]
+    assert cli.model.hparams.objective == objective and cli.model.net.tied is tied
+    assert type(cli.datamodule).__name__ == data_class
+    assert cli.model.net.sizes == [64, 16, 10]  # input size and class count linked from the data
+    assert "test/acc" in cli.trainer.callback_metrics  # the test after fit ran
+    (run,) = run_folders(cli_env)
+    assert (run / "samples" / "epoch_0000.png").is_file() and (run / "samples" / "test.png").is_file()
+
+
+def test_ddp_config_fast_dev_run_on_two_cpu_processes(tmp_path, tiny_data, decoded_cache):
+    """`--config mnist.yaml --config ddp.yaml` on CPU: 2 processes, one run folder, test on rank 0."""
+    args = ["fit", *_configs("ddp.yaml"), *tiny_args(tiny_data), "--trainer.fast_dev_run", "true"]
+    proc = run_cli(args, subprocess_env(tmp_path, decoded_cache), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test/acc" in proc.stdout  # the single-device test after the DDP fit printed its table
+    assert proc.stdout.count("test/acc") == 1  # ... once: only rank 0 tested
+    assert len(run_folders(tmp_path)) == 1, "both ranks must share one run id"

@@ -1,0 +1,44 @@
+"""The Makefile targets the README names (dry runs: `make -n`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def _dry(*args: str) -> str:
+    proc = subprocess.run(["make", "-n", "-B", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_install_pins_torch_then_installs_the_project():
+    out = _dry("install")
+    assert "-m venv .venv" in out
+    assert out.index('"torch==2.13.0"') < out.index('pip install -e ".[dev]"')
+    assert '"torch==2.5.1"' in _dry("install", "TORCH_VERSION=2.5.1")
+
+
+def test_train_runs_the_mnist_config_with_args_and_data_dir():
+    out = _dry("train", "DATA_DIR=/some/mirror", "ARGS=--trainer.max_epochs 3")
+    assert "COUPLED_DATA_DIR=/some/mirror .venv/bin/coupled fit --config configs/mnist.yaml " \
+           "--trainer.max_epochs 3" in out
+    assert "pip install" in out  # installs when needed
+
+
+def test_train_without_a_mirror_uses_the_hub():
+    out = _dry("train", "DATA_DIR=")
+    assert "COUPLED_DATA_DIR" not in out and "coupled fit --config configs/mnist.yaml" in out
+
+
+def test_resume_test_lint():
+    assert "--ckpt_path wandb:model-abc:best" in _dry("resume", "REF=wandb:model-abc:best")
+    assert ".venv/bin/python -m pytest" in _dry("test")
+    assert "ruff check" in _dry("lint")
+    assert "scripts/bench.py" in _dry("bench") and "scripts/reproduce.py" in _dry("reproduce", "QUICK=1")
