@@ -1,7 +1,7 @@
 """Callbacks: sample grids, DDP-exact recognition metrics, checkpoint artifacts, and reliability guards."""
 
 from callbacks.artifacts import CheckpointArtifacts
-from callbacks.recognition import RecognitionAccuracy, score_samples_sharded
+from callbacks.recognition import RecognitionAccuracy
 from callbacks.samples import SampleGrid, grid_image
 
-__all__ = ["CheckpointArtifacts", "RecognitionAccuracy", "SampleGrid", "grid_image", "score_samples_sharded"]
+__all__ = ["CheckpointArtifacts", "RecognitionAccuracy", "SampleGrid", "grid_image"]

@@ -19,25 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
-
-@torch.no_grad()
-def score_samples_sharded(
-    net, per_class: int, rank: int, world: int, device: torch.device, seed: int = 0, chunk: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's share of ``per_class`` samples per class, recognised: ``(logits, labels)``."""
-    total = net.num_classes * per_class
-    logits, labels = [], []
-    for j, start in enumerate(range(0, total, chunk)):
-        if j % world != rank:
-            continue
-        ids = torch.arange(start, min(start + chunk, total), device=device)
-        y = ids // per_class
-        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + j)
-        logits.append(net.recognize(net.sample_down(y, g)[0]))
-        labels.append(y)
-    if not logits:
-        return torch.empty(0, net.num_classes, device=device), torch.empty(0, dtype=torch.long, device=device)
-    return torch.cat(logits), torch.cat(labels)
+from lightning_modules.learner import score_samples_sharded
 
 
 class RecognitionAccuracy(pl.Callback):

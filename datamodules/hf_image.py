@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from datamodules import images as _images
 from datamodules.errors import DataError
-from datamodules.sampling import ShardBatchSampler, TensorBatchDataset, identity
+from datamodules.sampling import ResumableLoader, ShardBatchSampler, TensorBatchDataset, identity
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 SPLITS = ("train", "val", "test")
@@ -39,7 +39,9 @@ class HFImageDataModule(pl.LightningDataModule):
         val_size: number (int) or fraction (float in (0, 1)) of training images held out for validation:
             the *last* ``val_size`` images of the train split. 0 disables validation.
         binarize: training-batch binarization: ``dynamic`` (a fresh Bernoulli draw each time a batch is
-            served), ``static`` (one fixed seeded draw per training image), or ``none`` (grey levels).
+            served, seeded from the seed, epoch, batch position and rank, so a resumed run draws what the
+            uninterrupted one drew), ``static`` (one fixed seeded draw per training image), or ``none``
+            (grey levels).
             Evaluation batches are always grey levels in [0, 1].
         seed: seeds the per-epoch shuffle (``seed + epoch``) and the binarization draws.
         cache_dir: where decoded uint8 tensors are cached (default ``$COUPLED_CACHE`` or
@@ -55,6 +57,10 @@ class HFImageDataModule(pl.LightningDataModule):
     ``input_dim``, ``num_classes``, ``image_shape`` and ``class_names`` can be read before :meth:`setup`
     (e.g. by LightningCLI argument links); the first read loads the data (from the disk cache when warm),
     and ``setup`` reuses it.
+
+    The training loader is a :class:`~datamodules.sampling.ResumableLoader`: a checkpoint records the epoch
+    and how many of its batches were trained, and a run resumed from a mid-epoch checkpoint is served
+    exactly the batches that the uninterrupted run would have trained on next.
 
     Distributed training: loaders shard by ``trainer.global_rank``/``trainer.world_size`` themselves (or
     ``torch.distributed`` without a Trainer); their samplers subclass ``DistributedSampler`` so Lightning
@@ -129,7 +135,8 @@ class HFImageDataModule(pl.LightningDataModule):
         self._num_classes: int | None = None
         self._class_names: list[str] | None = None
         self._epoch = 0  # used when no trainer is attached (see set_epoch)
-        self._generators: dict[tuple[str, int], tuple[int, torch.Generator]] = {}
+        self._draws = 0  # dynamic binarizations since set_epoch, when no trainer is attached
+        self._generators: dict[str, torch.Generator] = {}  # one per device, re-seeded per batch
 
     # ----------------------------------------------------------------------------------------------------
     # metadata (lazy: reading any of these loads the data once)
@@ -274,14 +281,36 @@ class HFImageDataModule(pl.LightningDataModule):
         return 1, 0
 
     def _current_epoch(self) -> int:
+        """The epoch being (or about to be) served: the Trainer's, else the one given to :meth:`set_epoch`."""
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            return int(trainer.current_epoch)
+            # the fit loop's count of epochs whose batches have all run (what Lightning passes to
+            # sampler.set_epoch); unlike trainer.current_epoch it is already up to date when a run resumed
+            # from an end-of-epoch checkpoint creates (and prefetches from) its first iterator
+            return int(trainer.fit_loop.epoch_progress.current.processed)
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Epoch for shuffling/binarization when no Trainer is attached (a Trainer's epoch wins)."""
+        """Epoch for shuffling/binarization when no Trainer is attached (a Trainer's epoch wins).
+
+        It also restarts the count of dynamic binarizations, so an epoch's draws can be replayed."""
         self._epoch = int(epoch)
+        self._draws = 0
+
+    def _train_progress(self) -> tuple[int, int] | None:
+        """``(epoch, training batches done in it)`` from the attached Trainer (None without one).
+
+        An epoch whose batches have all run counts as ``(next epoch, 0)``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        epochs = trainer.fit_loop.epoch_progress.current
+        if epochs.started <= epochs.processed:  # between epochs (or after fit)
+            return int(epochs.processed), 0
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        if done >= trainer.num_training_batches:  # limit_train_batches reached: the epoch is over
+            return int(epochs.processed) + 1, 0
+        return int(epochs.processed), done
 
     def _loader(self, x: Tensor, y: Tensor, batch_size: int, train: bool) -> DataLoader:
         world, rank = self._dist_info()
@@ -295,6 +324,8 @@ class HFImageDataModule(pl.LightningDataModule):
             drop_last=self.drop_last if train else False,
             epoch_fn=self._current_epoch if train else None,
         )
+        if train:
+            return ResumableLoader(TensorBatchDataset(x, y), sampler, progress_fn=self._train_progress)
         return DataLoader(
             TensorBatchDataset(x, y), batch_size=None, sampler=sampler, collate_fn=identity, num_workers=0
         )
@@ -319,24 +350,35 @@ class HFImageDataModule(pl.LightningDataModule):
     # on-device transform
     # ----------------------------------------------------------------------------------------------------
 
+    def _draw_position(self) -> tuple[int, int]:
+        """``(epoch, position)`` of the batch being binarized.
+
+        In a Trainer's fit loop the position is the number of this epoch's batches already taken (restored
+        from a checkpoint, and unique per batch even with gradient accumulation); otherwise it counts the
+        calls since :meth:`set_epoch`."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            return self._current_epoch(), int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+        self._draws += 1
+        return self._current_epoch(), self._draws - 1
+
     def _generator(self, device: torch.device) -> torch.Generator:
-        """Per-device generator seeded from (seed, epoch, rank); re-seeded when the epoch changes."""
-        epoch = self._current_epoch()
+        """This device's generator, re-seeded from (seed, epoch, batch position, rank) for each batch."""
+        epoch, position = self._draw_position()
         _, rank = self._dist_info()
-        key = (str(device), rank)
-        cached = self._generators.get(key)
-        if cached is None or cached[0] != epoch:
-            gen = torch.Generator(device=device).manual_seed(_mix_seed(self.seed, epoch, rank, 0xB1A5))
-            self._generators[key] = (epoch, gen)
-            return gen
-        return cached[1]
+        key = str(device)
+        gen = self._generators.get(key)
+        if gen is None:
+            gen = self._generators[key] = torch.Generator(device=device)
+        return gen.manual_seed(_mix_seed(self.seed, epoch, position, rank, 0xB1A5))
 
     def transform(self, x: Tensor, train: bool) -> Tensor:
         """uint8 ``(B, input_dim)`` -> float32 in [0, 1] on ``x``'s device; binarized when ``train``.
 
         ``dynamic``: a fresh draw per call, pixel = 1 with probability ``x / 255`` (generator on ``x``'s
-        device, seeded from seed, epoch and rank). ``static``: the training loader already serves the
-        fixed draw (values {0, 255}), so this only scales. ``none`` or ``train=False``: grey levels.
+        device, seeded from seed, epoch, batch position and rank: see :meth:`_draw_position`). ``static``:
+        the training loader already serves the fixed draw (values {0, 255}), so this only scales. ``none``
+        or ``train=False``: grey levels.
         """
         if train and self.binarize == "dynamic":
             gen = self._generator(x.device)
@@ -360,7 +402,8 @@ class HFImageDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        # the epoch comes from the trainer; the permutation depends only on seed + epoch
+        # the epoch and batch position come from the trainer's loops and the training loader's own state;
+        # the order and the draws depend only on them and the seed
         return {"seed": self.seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -13,16 +13,23 @@ own sharding:
   (``drop_last=True``) to a multiple of ``world``.
 * evaluation (``shuffle=False``): rank ``r`` takes the ``r``-th contiguous chunk of ``arange(n)``
   (``tensor_split``): every example exactly once across ranks, no padding; chunk sizes differ by at most 1.
+
+:class:`ResumableLoader` is the training loader: a DataLoader with ``state_dict``/``load_state_dict``, so
+that Lightning checkpoints where the epoch stands and a mid-epoch resume serves exactly the batches that
+the interrupted run had not trained on (Lightning 2.x does not fast-forward a plain map-style loader: it
+would replay the epoch's order from its first batch).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def identity(batch):
@@ -85,6 +92,8 @@ class ShardBatchSampler(DistributedSampler):
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self.epoch_fn = epoch_fn
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) for the next iteration
+        self._served = (0, 0)  # (epoch, batches served) of the latest iteration
         if self.shuffle:
             if self.drop_last:
                 self.num_samples = self.n // self.num_replicas
@@ -120,11 +129,71 @@ class ShardBatchSampler(DistributedSampler):
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
+    def resume(self, epoch: int, skip: int) -> None:
+        """Make the next iteration serve ``epoch`` without its first ``skip`` batches (after a restore)."""
+        self._resume = (int(epoch), int(skip))
+
+    def progress(self) -> tuple[int, int]:
+        """``(epoch, batches served)`` of the latest iteration (counted as the loader hands them out)."""
+        return self._served
+
     def __iter__(self) -> Iterator[Tensor]:
-        idx = self.indices()
+        if self._resume is not None:
+            (epoch, skip), self._resume = self._resume, None
+        else:
+            epoch, skip = self.current_epoch(), 0
+        idx = self.indices(epoch)
+        self._served = (epoch, skip)
         if idx.numel() == 0:  # more ranks than evaluation examples
             return iter(())
         batches = idx.split(self.batch_size)
         if self.shuffle and self.drop_last and batches and batches[-1].numel() < self.batch_size:
             batches = batches[:-1]
-        return iter(batches)
+        return self._serve(epoch, skip, batches[skip:])
+
+    def _serve(self, epoch: int, done: int, batches) -> Iterator[Tensor]:
+        for batch in batches:
+            done += 1
+            self._served = (epoch, done)
+            yield batch
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader over a :class:`ShardBatchSampler`, with a state that Lightning checkpoints.
+
+    ``state_dict()`` is ``{"epoch", "batches_done", "num_batches"}``: from ``progress_fn()`` when it returns
+    ``(epoch, batches done)`` (the data module reads the Trainer's progress: the loader itself runs a batch
+    ahead of training because Lightning prefetches), else from the batches this loader handed out.
+    ``load_state_dict`` makes the next iteration serve the rest of that epoch; a finished epoch resumes at
+    the next one. Only this rank's batches are counted, so a resume needs the same number of batches per
+    epoch (same data, batch size and world size); otherwise it warns and starts the epoch over.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: ShardBatchSampler,
+        progress_fn: Callable[[], tuple[int, int] | None] | None = None,
+    ):
+        super().__init__(dataset, batch_size=None, sampler=sampler, collate_fn=identity, num_workers=0)
+        self.progress_fn = progress_fn
+
+    def state_dict(self) -> dict[str, int]:
+        progress = self.progress_fn() if self.progress_fn is not None else None
+        epoch, done = progress if progress is not None else self.sampler.progress()
+        return {"epoch": int(epoch), "batches_done": int(done), "num_batches": len(self.sampler)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        epoch, done = int(state_dict["epoch"]), int(state_dict["batches_done"])
+        num_batches = int(state_dict.get("num_batches", len(self.sampler)))
+        if done >= num_batches:  # the epoch was finished
+            epoch, done = epoch + 1, 0
+        elif done and num_batches != len(self.sampler):
+            warnings.warn(
+                f"the checkpoint stopped after {done} of {num_batches} training batches of epoch {epoch}, but "
+                f"an epoch now has {len(self.sampler)} batches per process (other data, batch size or number "
+                f"of processes): epoch {epoch} starts over from its first batch",
+                stacklevel=2,
+            )
+            done = 0
+        self.sampler.resume(epoch, done)

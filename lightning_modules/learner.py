@@ -113,21 +113,28 @@ class GenerativeLearner(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
 
+    def _objective(self, x: torch.Tensor, y: torch.Tensor, *stream: int) -> dict:
+        """The objective on a batch; a stochastic one draws from a generator seeded by (stream, rank), so a
+        resumed run draws what an uninterrupted one would without any RNG state in the checkpoint."""
+        kwargs = self.objective_kwargs
+        if self._stochastic_objective:
+            kwargs = {**kwargs, "generator": self._generator(*stream, self.global_rank)}
+        return self.objective(self.net, x, y, **kwargs)
+
     # ---- training ----
     def training_step(self, batch, batch_idx):
         x, y = batch
-        kwargs = self.objective_kwargs
-        if self._stochastic_objective:  # seeded per step: exact resume needs no RNG state in the checkpoint
-            kwargs = {**kwargs, "generator": self._generator(0, self.global_step, self.global_rank)}
-        out = self.objective(self.net, x, y, **kwargs)
-        self.log_dict({f"train/{k}": v for k, v in out.items()}, on_step=True, on_epoch=True,
-                      batch_size=x.shape[0])
+        out = self._objective(x, y, 0, self.current_epoch, batch_idx)
+        # step values are this rank's (no per-step all-reduce); epoch means are synced once at epoch end
+        self.log_dict({f"train/{k}_step": v for k, v in out.items()}, on_step=True, on_epoch=False)
+        self.log_dict({f"train/{k}_epoch": v for k, v in out.items()}, on_step=False, on_epoch=True,
+                      sync_dist=True, batch_size=x.shape[0])
         return out
 
     # ---- validation: recognition accuracy on grey-level images and the objective ----
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        out = self.objective(self.net, x, y, **self.objective_kwargs)
+        out = self._objective(x, y, 3, self.current_epoch, batch_idx)
         self.val_acc.update(self.net.recognize(x), y)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, sync_dist=True,
                       batch_size=x.shape[0])
@@ -137,7 +144,7 @@ class GenerativeLearner(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         x, y = batch
         self.test_acc.update(self.net.recognize(x), y)
-        out = self.objective(self.net, x, y, **self.objective_kwargs)
+        out = self._objective(x, y, 4, batch_idx)
         self.log("test/loss", out["loss"], on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         xb = fixed_binarize(x, self.hparams.seed)
         g = self._generator(1, batch_idx, self.global_rank)
@@ -151,22 +158,11 @@ class GenerativeLearner(pl.LightningModule):
         n = self.hparams.self_consistency_per_class
         if n == 0:
             return
-        self.self_consistency.update(*self.score_own_samples(n))
+        world = self.trainer.world_size if self._trainer else 1
+        logits, labels = score_samples_sharded(self.net, n, self.global_rank, world, self.device, self.hparams.seed)
+        if labels.numel():  # a rank may get no chunk; its empty state still joins the sync
+            self.self_consistency.update(logits, labels)
         self.log("test/self_consistency", self.self_consistency)
-
-    @torch.no_grad()
-    def score_own_samples(self, per_class: int, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's share of `per_class` ancestral samples per class, recognised: (logits, labels).
-
-        Sample i of the global list (class i // per_class) goes to rank i % world_size, so ranks never
-        duplicate a sample and the synced accuracy is over exactly C * per_class samples.
-        """
-        rank, world = self.global_rank, self.trainer.world_size if self._trainer else 1
-        ids = torch.arange(rank, self.net.num_classes * per_class, world, device=self.device)
-        labels = ids // per_class
-        g = self._generator(2, rank)
-        logits = [self.net.recognize(self.net.sample_down(y, g)[0]) for y in labels.split(chunk)]
-        return torch.cat(logits), labels
 
     def _generator(self, *stream: int) -> torch.Generator:
         """A generator for one named stream of draws, e.g. (purpose, step, rank): reproducible anywhere."""
@@ -258,3 +254,28 @@ def check_compatible(
                     f"that the model does not"
                 )
             raise CheckpointError(f"{where} is for a different architecture: {'; '.join(parts)}")
+
+
+@torch.no_grad()
+def score_samples_sharded(
+    net, per_class: int, rank: int, world: int, device: torch.device, seed: int = 0, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of ``per_class`` ancestral samples per class, recognised: ``(logits, labels)``.
+
+    The global list of C * per_class samples is cut into fixed chunks; chunk j is drawn with a generator
+    seeded by (seed, j) and handled by rank j % world. No sample is drawn twice and every sample is the
+    same whatever the number of ranks, so a synced accuracy over them does not depend on it.
+    """
+    total = net.num_classes * per_class
+    logits, labels = [], []
+    for j, start in enumerate(range(0, total, chunk)):
+        if j % world != rank:
+            continue
+        ids = torch.arange(start, min(start + chunk, total), device=device)
+        y = ids // per_class
+        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + j)
+        logits.append(net.recognize(net.sample_down(y, g)[0]))
+        labels.append(y)
+    if not logits:
+        return torch.empty(0, net.num_classes, device=device), torch.empty(0, dtype=torch.long, device=device)
+    return torch.cat(logits), torch.cat(labels)

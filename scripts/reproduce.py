@@ -189,6 +189,7 @@ def main(argv=None) -> None:
     p.add_argument("--ckpt-dir", type=Path, default=ROOT / ".cache" / "reproduce")
     p.add_argument("--report-only", action="store_true", help="only regenerate results.json and RESULTS.md")
     args = p.parse_args(argv)
+    args.quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")  # `make reproduce QUICK=1`
     out = args.out or (ROOT / "reports" / ("quick" if args.quick else ""))
     settings = QUICK if args.quick else FULL
     if not args.report_only:

@@ -6,7 +6,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.recognition import RecognitionAccuracy, score_samples_sharded
+from callbacks.recognition import RecognitionAccuracy
+from lightning_modules.learner import score_samples_sharded
 from lightning_modules import GenerativeLearner
 
 

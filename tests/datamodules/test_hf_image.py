@@ -420,3 +420,63 @@ def test_state_dict_roundtrip(grey_ds, cache_dir):
     dm.load_state_dict({"seed": 3})
     with pytest.warns(UserWarning, match="seed 4"):
         dm.load_state_dict({"seed": 4})
+
+
+# ----------------------------------------------------------------------------------------------------
+# resumable training loader
+# ----------------------------------------------------------------------------------------------------
+
+
+def same_batches(got, expected) -> bool:
+    return len(got) == len(expected) and all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected, strict=True)
+    )
+
+
+@pytest.mark.parametrize("epoch, done", [(0, 0), (0, 3), (1, 6), (2, 7), (1, 1)])
+def test_train_loader_state_resumes_the_rest_of_the_epoch_then_the_next_ones(grey_ds, cache_dir, epoch, done):
+    dm = dm_for(grey_ds, cache_dir, batch_size=8, binarize="none")
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    n = len(loader)  # 7 batches: 6 of 8 and one of 2
+    reference = {}
+    for e in range(4):
+        dm.set_epoch(e)
+        reference[e] = batches(loader)
+    # interrupted after `done` batches of `epoch`
+    dm.set_epoch(epoch)
+    it = iter(loader)
+    for _ in range(done):
+        next(it)
+    state = loader.state_dict()
+    assert state == {"epoch": epoch, "batches_done": done, "num_batches": n}
+    # a fresh module and loader restored from that state: the rest of the epoch, then the following ones
+    again = dm_for(grey_ds, cache_dir, batch_size=8, binarize="none")
+    again.setup("fit")
+    resumed = again.train_dataloader()
+    resumed.load_state_dict(state)
+    again.set_epoch(0)  # the restored position wins over the epoch for the first iteration only
+    rest, next_epoch = (reference[epoch][done:], epoch + 1) if done < n else (reference[epoch + 1], epoch + 2)
+    assert same_batches(batches(resumed), rest)
+    assert len(resumed) == n  # the loader's length stays the full epoch's (what Lightning counts with)
+    for e in range(next_epoch, 4):
+        again.set_epoch(e)
+        assert same_batches(batches(resumed), reference[e])
+
+
+def test_train_loader_state_from_another_geometry_restarts_the_epoch(grey_ds, cache_dir):
+    dm = dm_for(grey_ds, cache_dir, batch_size=8, binarize="none")
+    dm.setup("fit")
+    dm.set_epoch(2)
+    reference = batches(dm.train_dataloader())
+    loader = dm.train_dataloader()
+    with pytest.warns(UserWarning, match="after 3 of 13 training batches of epoch 2.*starts over"):
+        loader.load_state_dict({"epoch": 2, "batches_done": 3, "num_batches": 13})  # e.g. batch size 4
+    assert same_batches(batches(loader), reference)
+
+
+def test_eval_loaders_are_plain(grey_ds, cache_dir):
+    dm = dm_for(grey_ds, cache_dir)
+    dm.setup("fit")
+    assert not hasattr(dm.val_dataloader(), "state_dict") and not hasattr(dm.test_dataloader(), "state_dict")
+    assert hasattr(dm.train_dataloader(), "state_dict")

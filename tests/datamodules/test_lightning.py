@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from datamodules import HFImageDataModule
 from datamodules.sampling import epoch_permutation
@@ -31,7 +34,7 @@ class Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def trainer(tmp_path, max_epochs: int) -> pl.Trainer:
+def trainer(tmp_path, max_epochs: int, callbacks=()) -> pl.Trainer:
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -40,7 +43,8 @@ def trainer(tmp_path, max_epochs: int) -> pl.Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=str(tmp_path),
-        enable_checkpointing=False,
+        enable_checkpointing=bool(callbacks),
+        callbacks=list(callbacks),
     )
 
 
@@ -86,3 +90,31 @@ def test_trainer_binarizes_training_only_and_shuffles_per_epoch(grey_ds, cache_d
     assert list(resumed.train_seen) == [1]
     assert torch.equal(torch.cat([b[1] for b in resumed.train_seen[1]]), y_train[epoch_permutation(50, 3, 1)])
     assert torch.equal(torch.cat([b[0] for b in resumed.train_seen[1]]), draws[1])
+
+
+def test_trainer_resumes_mid_epoch_with_the_same_batches_and_draws(grey_ds, cache_dir, tmp_path):
+    dm = make_dm(grey_ds, cache_dir)
+    full = Recorder(dm.input_dim, dm.num_classes)
+    ckpts = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1)
+    trainer(tmp_path, max_epochs=2, callbacks=[ckpts]).fit(full, datamodule=dm)
+    # 4 batches per epoch: step 3 is batch 3 of epoch 0, step 6 batch 2 of epoch 1
+    for step, epoch, done in ((3, 0, 3), (6, 1, 2)):
+        ckpt = tmp_path / "ckpt" / f"epoch={epoch}-step={step}.ckpt"
+        loops = torch.load(ckpt, weights_only=False)["loops"]["fit_loop"]["state_dict"]
+        assert loops["combined_loader"] == [{"epoch": epoch, "batches_done": done, "num_batches": 4}]
+        resumed = Recorder(dm.input_dim, dm.num_classes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer(tmp_path / f"from{step}", max_epochs=2).fit(
+                resumed, datamodule=make_dm(grey_ds, cache_dir), ckpt_path=str(ckpt)
+            )
+        assert not [w for w in caught if "not resumable" in str(w.message)]
+        # the rest of the epoch, then the next ones: the same examples in the same order, the same draws
+        expected = {e: full.train_seen[e][done if e == epoch else 0 :] for e in range(epoch, 2)}
+        assert sorted(resumed.train_seen) == sorted(expected)
+        for e, seen in expected.items():
+            got = resumed.train_seen[e]
+            assert len(got) == len(seen)
+            for (x, y), (x0, y0) in zip(got, seen, strict=True):
+                assert torch.equal(y, y0) and torch.equal(x, x0)
+

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from datamodules.sampling import ShardBatchSampler, TensorBatchDataset, epoch_permutation, identity
+from datamodules.sampling import (
+    ResumableLoader,
+    ShardBatchSampler,
+    TensorBatchDataset,
+    epoch_permutation,
+    identity,
+)
 
 
 def all_batches(sampler):
@@ -85,3 +91,27 @@ def test_loader_gathers_whole_batches():
     assert torch.equal(torch.cat([b[0] for b in got]), x[idx])
     assert torch.equal(torch.cat([b[1] for b in got]), y[idx])
     assert got[0][0].dtype == torch.uint8 and got[0][1].dtype == torch.int64
+
+
+def test_resumable_loader_state_per_rank_and_progress_fn():
+    x, y = torch.arange(46, dtype=torch.uint8).view(23, 2), torch.arange(23)
+    epoch = {"e": 4}
+
+    def loader(progress_fn=None):
+        sampler = ShardBatchSampler(23, 3, shuffle=True, seed=2, num_replicas=2, rank=1, epoch_fn=lambda: epoch["e"])
+        return ResumableLoader(TensorBatchDataset(x, y), sampler, progress_fn=progress_fn)
+
+    full = [b[1] for b in loader()]  # rank 1's 12 examples of epoch 4 in batches of 3
+    assert len(full) == 4
+    first = loader()
+    it = iter(first)
+    next(it), next(it)
+    assert first.state_dict() == {"epoch": 4, "batches_done": 2, "num_batches": 4}
+    again = loader()
+    again.load_state_dict(first.state_dict())
+    epoch["e"] = 0  # ignored by the restored iteration, used by the next ones
+    assert [b[1].tolist() for b in again] == [b.tolist() for b in full[2:]]
+    assert torch.equal(torch.cat([b[1] for b in again]), y[again.sampler.indices(0)])
+    # a progress_fn (the data module passes the Trainer's) wins over the loader's own count
+    assert loader(lambda: (7, 1)).state_dict() == {"epoch": 7, "batches_done": 1, "num_batches": 4}
+    assert loader(lambda: None).state_dict() == {"epoch": 0, "batches_done": 0, "num_batches": 4}

@@ -95,13 +95,6 @@ def test_test_protocol_logs_every_metric_and_elbo_bounds_likelihood():
     assert again["test/log_likelihood"] == pytest.approx(m["test/log_likelihood"], abs=1e-6)
 
 
-def test_self_consistency_shards_samples_without_duplicates():
-    model = GenerativeLearner(sizes=[12, 8, 3])
-    labels = [model.score_own_samples(5)[1]]  # no trainer: one process takes all
-    assert labels[0].tolist() == sorted(labels[0].tolist()) and len(labels[0]) == 15
-    assert torch.bincount(labels[0]).tolist() == [5, 5, 5]
-
-
 def test_hyperparameters_and_weights_round_trip_through_a_checkpoint(tmp_path):
     model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, objective="wake_sleep", tied=False)
     t = trainer(max_epochs=1)

@@ -1,4 +1,5 @@
-"""Shared fixtures: one uninterrupted reference run that the resume and crash tests compare against."""
+"""Shared fixtures: the tiny parquet dataset, and the uninterrupted reference runs (one per objective, built
+once per session) that the resume and crash tests compare against."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 
@@ -15,6 +17,8 @@ from tests.reliability import _train
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4  # x 6 batches of 16 = 24 optimizer steps
+
+datasets.disable_progress_bars()
 
 
 def clone_state(obj):
@@ -41,25 +45,52 @@ def assert_bitwise_equal(a, b, where="state"):
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory):
-    """Fit EPOCHS epochs straight: final weights, optimizer state, per-step losses, per-epoch metrics."""
-    root = tmp_path_factory.mktemp("reference")
-    trainer, model, rec, _ = _train.run(str(root), EPOCHS)
-    return {
-        "state_dict": clone_state(model.state_dict()),
-        "optimizer": clone_state(trainer.optimizers[0].state_dict()),
-        "steps": dict(rec.steps),
-        "epochs": dict(rec.epochs),
-        "global_step": trainer.global_step,
-    }
+def data_root(tmp_path_factory):
+    """The tiny dataset (see `_train.write_data`), with the `datasets` cache kept beside it."""
+    root = _train.write_data(tmp_path_factory.mktemp("reliability_data"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf"))
+        yield root
 
 
-def start_training(root: Path, *args: str) -> subprocess.Popen:
-    """`python -m tests.reliability._train ROOT EPOCHS ...` in a child process (stderr captured)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+@pytest.fixture(scope="session")
+def references(tmp_path_factory, data_root):
+    """``references(objective)``: fit EPOCHS epochs straight (once per objective): final weights, optimizer
+    state, per-step losses, per-epoch metrics."""
+    cache: dict[str, dict] = {}
+
+    def get(objective: str = "symmetric") -> dict:
+        if objective not in cache:
+            root = tmp_path_factory.mktemp(f"reference_{objective}")
+            trainer, model, rec, _ = _train.run(str(root), EPOCHS, data_root, objective=objective, every_n_steps=None)
+            cache[objective] = {
+                "state_dict": clone_state(model.state_dict()),
+                "optimizer": clone_state(trainer.optimizers[0].state_dict()),
+                "steps": dict(rec.steps),
+                "epochs": dict(rec.epochs),
+                "global_step": trainer.global_step,
+            }
+        return cache[objective]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def reference(references) -> dict:
+    """The reference run of the default objective (symmetric)."""
+    return references("symmetric")
+
+
+def start_training(root: Path, data_root: Path, *args: str) -> subprocess.Popen:
+    """`python -m tests.reliability._train ROOT EPOCHS --data DATA ...` in a child process (stderr captured)."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        HF_DATASETS_CACHE=str(data_root / "hf"),
+    )
     env.setdefault("PYTHONHASHSEED", "0")
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability._train", str(root), str(EPOCHS), *args],
+        [sys.executable, "-m", "tests.reliability._train", str(root), str(EPOCHS), "--data", str(data_root), *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -32,7 +32,7 @@ def one_line(e: BaseException) -> str:
 
 
 @pytest.fixture(scope="module")
-def good_ckpt(tmp_path_factory):
+def good_ckpt(tmp_path_factory, data_root):
     """A real Lightning checkpoint of 2 epochs (cosine schedule: scheduler state included)."""
     root = tmp_path_factory.mktemp("good")
     _train.pl.seed_everything(0)
@@ -40,7 +40,7 @@ def good_ckpt(tmp_path_factory):
         sizes=_train.SIZES, lr_schedule="cosine", objective_kwargs={"generation_weight": 0.5}
     )
     trainer, _, ckpt = _train.make_trainer(str(root), 2, every_n_steps=None)
-    trainer.fit(model, datamodule=_train.TinyDataModule())
+    trainer.fit(model, datamodule=_train.datamodule(data_root))
     return pathlib.Path(ckpt.last_model_path)
 
 
@@ -71,7 +71,7 @@ def test_temp_files_of_killed_writers_are_removed(tmp_path):
 
 
 # ---- loading Lightning's own checkpoints with weights_only=True ----
-def test_lightning_checkpoints_load_with_weights_only(good_ckpt):
+def test_lightning_checkpoints_load_with_weights_only(data_root, good_ckpt):
     ckpt = load_checkpoint_safely(good_ckpt)
     for key in (
         "state_dict",
@@ -88,7 +88,7 @@ def test_lightning_checkpoints_load_with_weights_only(good_ckpt):
     assert ckpt["hyper_parameters"]["sizes"] == _train.SIZES
     assert ckpt["hyper_parameters"]["objective_kwargs"] == {"generation_weight": 0.5}
     # and Lightning's own resume path goes through the plugin: it resumes from it
-    trainer, model, _, _ = _train.run(str(good_ckpt.parent.parent), 3, resume=str(good_ckpt))
+    trainer, model, _, _ = _train.run(str(good_ckpt.parent.parent), 3, data_root, resume=str(good_ckpt))
     assert trainer.current_epoch == 3
 
 
@@ -181,7 +181,7 @@ def test_bad_checkpoint_files_give_one_line_errors(tmp_path, good_ckpt, name):
 
 
 @pytest.mark.parametrize("name", ["truncated_half", "corrupted_tensor_bytes", "unsafe_global", "missing"])
-def test_resuming_from_a_bad_file_fails_cleanly_and_keeps_the_good_checkpoint(tmp_path, good_ckpt, name):
+def test_resuming_from_a_bad_file_fails_cleanly_and_keeps_the_good_checkpoint(tmp_path, data_root, good_ckpt, name):
     path, expect = _write_cases(tmp_path, good_ckpt)[name]
     run_dir = tmp_path / "run"
     (run_dir / "ckpt").mkdir(parents=True)
@@ -189,7 +189,7 @@ def test_resuming_from_a_bad_file_fails_cleanly_and_keeps_the_good_checkpoint(tm
     good_copy.write_bytes(good_ckpt.read_bytes())
     before = sha(good_copy)
     with pytest.raises(CheckpointError) as e:
-        _train.run(str(run_dir), 3, resume=str(path))
+        _train.run(str(run_dir), 3, data_root, resume=str(path))
     assert expect in one_line(e.value)
     assert sha(good_copy) == before
     assert sorted(os.listdir(run_dir / "ckpt")) == ["last.ckpt"]
@@ -212,11 +212,11 @@ def test_check_compatible_names_the_sizes(good_ckpt):
     assert "[16, 8, 3] but the model has [16, 8, 5, 3]" in one_line(e.value)
 
 
-def test_resuming_a_different_architecture_fails_in_one_line(tmp_path, good_ckpt):
-    # `CheckedLearner.on_load_checkpoint` calls check_compatible (the lead adds it to GenerativeLearner)
+def test_resuming_a_different_architecture_fails_in_one_line(tmp_path, data_root, good_ckpt):
+    # GenerativeLearner.on_load_checkpoint calls check_compatible
     _train.pl.seed_everything(0)
     model = _train.CheckedLearner(sizes=[16, 4, 3])
     trainer, _, _ = _train.make_trainer(str(tmp_path), 3)
     with pytest.raises(CheckpointError) as e:
-        trainer.fit(model, datamodule=_train.TinyDataModule(), ckpt_path=str(good_ckpt))
+        trainer.fit(model, datamodule=_train.datamodule(data_root), ckpt_path=str(good_ckpt))
     assert "was trained with sizes [16, 8, 3] but the model has [16, 4, 3]" in one_line(e.value)

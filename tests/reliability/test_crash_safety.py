@@ -1,5 +1,7 @@
 """Item 2: `kill -9` at random moments never leaves an unloadable latest checkpoint, and resuming from
-it reaches the same final weights as an uninterrupted run; SIGTERM saves, says so, and exits 0."""
+it reaches the same final weights as an uninterrupted run; SIGTERM saves, says so, and exits 0. The runs
+train on the real HFImageDataModule (dynamic binarization), so a mid-epoch resume must serve exactly the
+batches, and draw exactly the binarizations, that the uninterrupted run did."""
 
 from __future__ import annotations
 
@@ -31,13 +33,13 @@ def _wait_for(path: Path, proc, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def _kill_trials(tmp_path: Path, reference, seeds) -> None:
+def _kill_trials(tmp_path: Path, data_root: Path, reference, seeds) -> None:
     for seed in seeds:
         rng = random.Random(seed)
         root = tmp_path / f"trial{seed}"
         last = root / "ckpt" / "last.ckpt"
         # a checkpoint after every step; sleeping 30 ms per batch spreads the 24 steps over ~1 s
-        proc = start_training(root, "--every", "1", "--sleep", "0.03")
+        proc = start_training(root, data_root, "--every", "1", "--sleep", "0.03")
         _wait_for(last, proc)
         time.sleep(rng.uniform(0.0, 2.0))  # the 24 steps take ~3 s after the first checkpoint
         proc.send_signal(signal.SIGKILL)
@@ -49,26 +51,26 @@ def _kill_trials(tmp_path: Path, reference, seeds) -> None:
         leftovers = [n for n in os.listdir(last.parent) if n.endswith(".ckpt") and n != "last.ckpt"]
         for name in leftovers:  # every other complete checkpoint loads too
             load_checkpoint_safely(last.parent / name)
-        trainer, model, _, _ = _train.run(str(root), EPOCHS, resume=str(last))
+        trainer, model, _, _ = _train.run(str(root), EPOCHS, data_root, resume=str(last))
         assert_bitwise_equal(model.state_dict(), reference["state_dict"], f"trial {seed} parameters")
         assert_bitwise_equal(
             trainer.optimizers[0].state_dict(), reference["optimizer"], f"trial {seed} optimizer"
         )
 
 
-def test_kill_9_twice_then_resume_reaches_the_same_weights(tmp_path, reference):
-    _kill_trials(tmp_path, reference, seeds=[0, 1])
+def test_kill_9_twice_then_resume_reaches_the_same_weights(tmp_path, data_root, reference):
+    _kill_trials(tmp_path, data_root, reference, seeds=[0, 1])
 
 
 @pytest.mark.slow
-def test_kill_9_five_times_then_resume_reaches_the_same_weights(tmp_path, reference):
-    _kill_trials(tmp_path, reference, seeds=[10, 11, 12, 13, 14])
+def test_kill_9_five_times_then_resume_reaches_the_same_weights(tmp_path, data_root, reference):
+    _kill_trials(tmp_path, data_root, reference, seeds=[10, 11, 12, 13, 14])
 
 
-def test_sigterm_saves_a_checkpoint_prints_one_line_and_exits_0(tmp_path, reference):
+def test_sigterm_saves_a_checkpoint_prints_one_line_and_exits_0(tmp_path, data_root, reference):
     root = tmp_path / "run"
     # checkpoints only at epoch ends, so the SIGTERM checkpoint is a mid-epoch one written on the signal
-    proc = start_training(root, "--every", "0", "--sleep", "0.1")
+    proc = start_training(root, data_root, "--every", "0", "--sleep", "0.1")
     _wait_for(root / "ckpt" / "last.ckpt", proc)  # after epoch 0
     time.sleep(0.25)
     proc.send_signal(signal.SIGTERM)
@@ -86,11 +88,11 @@ def test_sigterm_saves_a_checkpoint_prints_one_line_and_exits_0(tmp_path, refere
     ckpt = load_checkpoint_safely(path)
     assert ckpt["global_step"] == step and 6 < step < reference["global_step"]
     # and the run resumes from it to exactly the uninterrupted result
-    trainer, model, _, _ = _train.run(str(root), EPOCHS, resume=str(path), every_n_steps=None)
+    trainer, model, _, _ = _train.run(str(root), EPOCHS, data_root, resume=str(path), every_n_steps=None)
     assert_bitwise_equal(model.state_dict(), reference["state_dict"], "parameters")
 
 
-def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, reference, capsys):
+def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, data_root, reference, capsys):
     class Term(_train.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step == 10:
@@ -101,7 +103,7 @@ def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, 
     model = _train.CheckedLearner(sizes=_train.SIZES, lr=0.05)
     trainer, _, ckpt = _train.make_trainer(str(tmp_path), EPOCHS, every_n_steps=None, extra=[Term()])
     with pytest.raises(SystemExit) as e:  # Lightning's SIGTERMException: a SystemExit with status 0
-        trainer.fit(model, datamodule=_train.TinyDataModule())
+        trainer.fit(model, datamodule=_train.datamodule(data_root))
     assert e.value.code in (None, 0)
     assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
     last = tmp_path / "ckpt" / "last.ckpt"
@@ -109,7 +111,7 @@ def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, 
         capsys.readouterr().err
     )
     assert load_checkpoint_safely(last)["global_step"] == 11
-    trainer, model, _, _ = _train.run(str(tmp_path), EPOCHS, resume=str(last), every_n_steps=None)
+    trainer, model, _, _ = _train.run(str(tmp_path), EPOCHS, data_root, resume=str(last), every_n_steps=None)
     assert_bitwise_equal(model.state_dict(), reference["state_dict"], "parameters")
 
 

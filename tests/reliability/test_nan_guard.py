@@ -32,14 +32,14 @@ class HashBeforeStep(Callback):
 
 
 @pytest.mark.parametrize("save_on_exception", [False, True])
-def test_nan_stops_with_step_and_part_and_keeps_the_last_good_checkpoint(tmp_path, save_on_exception):
+def test_nan_stops_with_step_and_part_and_keeps_the_last_good_checkpoint(tmp_path, data_root, save_on_exception):
     last = tmp_path / "ckpt" / "last.ckpt"
     probe = HashBeforeStep(last, step=8)
     _train.pl.seed_everything(0)
     model = _train.CheckedLearner(sizes=_train.SIZES, lr=0.05, nan_at_step=8)  # batch 2 of epoch 1
     trainer, _, _ = _train.make_trainer(str(tmp_path), 4, extra=[probe], save_on_exception=save_on_exception)
     with pytest.raises(NonFiniteLossError) as e:
-        trainer.fit(model, datamodule=_train.TinyDataModule())
+        trainer.fit(model, datamodule=_train.datamodule(data_root))
     msg = str(e.value)
     assert "\n" not in msg
     assert msg == (
@@ -53,28 +53,28 @@ def test_nan_stops_with_step_and_part_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
-def test_a_resumed_run_that_diverges_at_once_leaves_the_checkpoint_it_resumed_from(tmp_path):
-    _, _, _, ckpt = _train.run(str(tmp_path), 2)
+def test_a_resumed_run_that_diverges_at_once_leaves_the_checkpoint_it_resumed_from(tmp_path, data_root):
+    _, _, _, ckpt = _train.run(str(tmp_path), 2, data_root)
     last = pathlib.Path(ckpt.last_model_path)
     before = sha(last)
     with pytest.raises(NonFiniteLossError, match=r"at step 12 \(epoch 2, batch 0\): generation=nan"):
-        _train.run(str(tmp_path), 4, resume=str(last), nan_at_step=12)
+        _train.run(str(tmp_path), 4, data_root, resume=str(last), nan_at_step=12)
     assert sha(last) == before
     assert load_checkpoint_safely(last)["global_step"] == 12
 
 
-def test_inf_in_a_part_is_named(tmp_path):
+def test_inf_in_a_part_is_named(tmp_path, data_root):
     _train.pl.seed_everything(0)
     model = _train.CheckedLearner(sizes=_train.SIZES, objective_kwargs={"generation_weight": float("inf")})
     trainer, _, _ = _train.make_trainer(str(tmp_path), 1)
     with pytest.raises(NonFiniteLossError) as e:
-        trainer.fit(model, datamodule=_train.TinyDataModule())
+        trainer.fit(model, datamodule=_train.datamodule(data_root))
     assert str(e.value).startswith("non-finite loss at step 0 (epoch 0, batch 0): loss=inf; training stopped")
     assert "no checkpoint had been saved yet" in str(e.value)
     assert not (tmp_path / "ckpt").exists() or os.listdir(tmp_path / "ckpt") == []
 
 
-def test_no_checkpoint_with_non_finite_weights_is_ever_written(tmp_path):
+def test_no_checkpoint_with_non_finite_weights_is_ever_written(tmp_path, data_root):
     """Even with the loss check thinned out, on_save_checkpoint refuses NaN weights."""
 
     class PoisonWeights(Callback):
@@ -89,7 +89,7 @@ def test_no_checkpoint_with_non_finite_weights_is_ever_written(tmp_path):
     trainer.callbacks.insert(0, FiniteLossGuard(check_every_n_steps=1000))
     last = tmp_path / "ckpt" / "last.ckpt"
     with pytest.raises(NonFiniteLossError, match=r"non-finite parameters at step 2 .*net\.W\.0.*not saved"):
-        trainer.fit(model, datamodule=_train.TinyDataModule())
+        trainer.fit(model, datamodule=_train.datamodule(data_root))
     assert load_checkpoint_safely(last)["global_step"] == 2
 
 

@@ -1,0 +1,298 @@
+"""Benchmarks: the framework against a plain PyTorch loop, measured side by side in one run (`make bench`).
+
+Prints one table and writes reports/bench.json and reports/BENCH.md:
+
+- training: one epoch of `symmetric` on MNIST through the CLI (progress bar, W&B offline logging, default
+  callbacks) vs a plain loop of the same model, batches and optimizer, A/B interleaved; median ratio.
+- data: the DataModule's epoch of batches (loader + on-device scaling/binarization) as a fraction of the
+  framework's training epoch.
+- evaluation: `log_likelihood` with K = 1000, achieved FLOP/s as a fraction of `torch.matmul` of the same
+  shapes in the same run (both count only the matmul FLOPs the estimate needs).
+- memory: peak RSS of one training epoch and of the evaluation, each in a fresh process.
+- GPU (when one is available): plain-loop epoch time at batch 128 and 1024, eager and torch.compile'd,
+  next to the FLOP floor (the epoch's matmul FLOPs at the measured matmul rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+
+from datamodules import MNISTDataModule  # noqa: E402
+from lightning_modules import OBJECTIVES, CoupledSigmoidNet  # noqa: E402
+
+SIZES = [784, 512, 512, 10]
+
+
+def mnist_dir(args) -> str | None:
+    if args.data_dir and (Path(args.data_dir) / "mnist").is_dir():
+        return str(Path(args.data_dir) / "mnist")
+    return None
+
+
+# ---- training: framework vs plain loop ----
+class EpochTimer(pl.Callback):
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def framework_epoch(args, runs_dir: str) -> float:
+    """One training epoch through `coupled fit` (CLI, W&B offline, progress bar, default callbacks)."""
+    from lightning_modules.cli import CoupledCLI, trainer_defaults
+
+    timer = EpochTimer()
+    defaults = trainer_defaults()
+    defaults["callbacks"] = [*defaults["callbacks"], timer]
+    argv = ["fit", "--config", str(ROOT / "configs" / "mnist.yaml"), "--trainer.max_epochs", "1",
+            "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+            "--test_after_fit", "false", "--runs_dir", runs_dir, "--trainer.enable_progress_bar", "true"]
+    if mnist_dir(args):
+        argv += ["--data.data_dir", mnist_dir(args)]
+    CoupledCLI(args=argv, trainer_defaults=defaults)
+    return timer.seconds[0]
+
+
+def plain_epoch(args) -> float:
+    """The same epoch as a bare loop: same model, DataModule batches, Adam, objective."""
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    dm.setup("fit")
+    torch.manual_seed(0)
+    net = CoupledSigmoidNet(SIZES)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    objective = OBJECTIVES["symmetric"]
+    t0 = time.perf_counter()
+    for x, y in dm.train_dataloader():
+        x = dm.transform(x, train=True)
+        loss = objective(net, x, y)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def data_epoch(args) -> float:
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    dm.setup("fit")
+    t0 = time.perf_counter()
+    for x, _ in dm.train_dataloader():
+        dm.transform(x, train=True)
+    return time.perf_counter() - t0
+
+
+# ---- evaluation: log_likelihood vs matmul of the same shapes ----
+def eval_inputs(args, n: int):
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    x, y = dm.split_tensors("test")
+    from lightning_modules import fixed_binarize
+
+    return fixed_binarize(dm.transform(x[:n], train=False)), y[:n]
+
+
+def ll_matmul_flops(sizes: list[int], samples: int) -> float:
+    """Matmul FLOPs of the importance-sampled estimate per sample: W1^T down to pixels, up and down between
+    hidden layers (the per-example terms are negligible)."""
+    d = sizes[:-1]
+    per = d[1] * d[0] + 2 * sum(d[j] * d[j + 1] for j in range(1, len(d) - 1))
+    return 2.0 * per * samples
+
+
+def matmul_seconds(net: CoupledSigmoidNet, rows: int, samples: int) -> float:
+    """torch.matmul on the shapes log_likelihood multiplies, as many rows in total."""
+    h = [torch.rand(rows, s).round() for s in net.sizes[:-1]]
+    todo, t0 = samples, time.perf_counter()
+    while todo > 0:
+        torch.matmul(h[1], net.W[0])
+        for j in range(1, net.num_layers - 1):
+            torch.matmul(h[j], net.W[j].t())
+            torch.matmul(h[j + 1], net.W[j])
+        todo -= rows
+    return (time.perf_counter() - t0) * samples / (samples - todo)
+
+
+# ---- memory: fresh processes ----
+def child(kind: str, args) -> None:
+    if kind == "train":
+        with tempfile.TemporaryDirectory() as d:
+            framework_epoch(args, d)
+    else:
+        torch.manual_seed(0)
+        x, y = eval_inputs(args, args.eval_images)
+        CoupledSigmoidNet(SIZES).log_likelihood(x, y, 1000)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(kind: str, args) -> float:
+    cmd = [sys.executable, __file__, "--child", kind, "--eval-images", str(args.eval_images)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)["peak_rss_mb"]
+
+
+# ---- GPU ----
+def gpu_epochs(args) -> dict:
+    dev = torch.device("cuda")
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    x_all, y_all = (t.to(dev) for t in dm.split_tensors("train"))
+    objective = OBJECTIVES["symmetric"]
+    out = {}
+    for bs in (128, 1024):
+        for mode in ("eager", "compile"):
+            torch.manual_seed(0)
+            net = CoupledSigmoidNet(SIZES).to(dev)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3, capturable=True)
+
+            def step(x, y):
+                loss = objective(net, x, y)["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            fn = torch.compile(step) if mode == "compile" else step
+            times = []
+            for _ in range(3):  # the first epoch warms up (and compiles)
+                perm = torch.randperm(len(y_all), device=dev)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for i in range(0, len(perm) - bs + 1, bs):
+                    idx = perm[i : i + bs]
+                    fn(dm.transform(x_all[idx], train=True), y_all[idx])
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            out[f"bs{bs}_{mode}"] = min(times[1:])
+    a = torch.randn(8192, 784, device=dev)
+    b = torch.randn(784, 512, device=dev)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(50):
+        a @ b
+    torch.cuda.synchronize()
+    rate = 50 * 2 * 8192 * 784 * 512 / (time.perf_counter() - t0)
+    d = SIZES
+    flops = 3 * 2 * 2 * len(y_all) * sum(d[k] * d[k + 1] for k in range(len(d) - 1))  # fwd+bwd, both ways
+    out["flop_floor_seconds"] = flops / rate
+    out["device"] = torch.cuda.get_device_name()
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = os.environ.get("COUPLED_DATA_DIR") or (
+        str(ROOT.parent / "shared" / "data") if (ROOT.parent / "shared" / "data").is_dir() else None)
+    p.add_argument("--data-dir", default=default_data, help="folder holding the mnist/ mirror")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--eval-images", type=int, default=500, help="test images for the evaluation benchmark")
+    p.add_argument("--out", type=Path, default=ROOT / "reports")
+    p.add_argument("--child", choices=["train", "eval"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child(args.child, args)
+
+    runs = tempfile.mkdtemp(prefix="coupled-bench-")
+    data_epoch(args)  # warm the decoded-image cache
+    fw, plain, data = [], [], []
+    for r in range(args.repeats):  # A/B interleaved, order alternating
+        pair = [("plain", plain_epoch), ("framework", lambda a: framework_epoch(a, runs))]
+        for name, fn in pair if r % 2 == 0 else pair[::-1]:
+            (plain if name == "plain" else fw).append(fn(args))
+        data.append(data_epoch(args))
+        print(f"[bench] repeat {r + 1}: plain {plain[-1]:.2f}s framework {fw[-1]:.2f}s data {data[-1]:.3f}s",
+              flush=True)
+    ratios = [f / p_ for f, p_ in zip(fw, plain)]
+
+    torch.manual_seed(0)
+    net = CoupledSigmoidNet(SIZES)
+    x, y = eval_inputs(args, args.eval_images)
+    samples = args.eval_images * 1000
+    rows = 2**24 // max(SIZES[:-1])
+    ll_t, mm_t = [], []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        net.log_likelihood(x, y, 1000)
+        ll_t.append(time.perf_counter() - t0)
+        mm_t.append(matmul_seconds(net, rows, samples))
+        print(f"[bench] eval repeat {r + 1}: log_likelihood {ll_t[-1]:.2f}s matmul {mm_t[-1]:.2f}s", flush=True)
+    flops = ll_matmul_flops(SIZES, samples)
+    fractions = [m / t for m, t in zip(mm_t, ll_t)]
+
+    result = {
+        "train_ratio": statistics.median(ratios),
+        "train_epoch_seconds": {"framework": statistics.median(fw), "plain": statistics.median(plain)},
+        "data_fraction": statistics.median(data) / statistics.median(fw),
+        "data_epoch_seconds": statistics.median(data),
+        "eval_flops_fraction": statistics.median(fractions),
+        "eval": {"images": args.eval_images, "K": 1000, "seconds": statistics.median(ll_t),
+                 "gflops_achieved": flops / statistics.median(ll_t) / 1e9,
+                 "gflops_matmul": flops / statistics.median(mm_t) / 1e9,
+                 "seconds_10k_images_extrapolated": statistics.median(ll_t) * 10_000 / args.eval_images},
+        "train_peak_rss_mb": peak_rss("train", args),
+        "eval_peak_rss_mb": peak_rss("eval", args),
+        "gpu_epoch_seconds": gpu_epochs(args) if torch.cuda.is_available() else None,
+        "repeats": args.repeats,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "command": "make bench  # = python scripts/bench.py " + " ".join(argv or sys.argv[1:]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=1))
+    write_markdown(result, args.out / "BENCH.md")
+    print((args.out / "BENCH.md").read_text())
+
+
+def write_markdown(r: dict, path: Path) -> None:
+    rows = [
+        ("training: framework / plain epoch", f"{r['train_ratio']:.3f}x", "≤ 1.05x",
+         f"{r['train_epoch_seconds']['framework']:.2f} s vs {r['train_epoch_seconds']['plain']:.2f} s"),
+        ("data: DataModule epoch / training epoch", f"{r['data_fraction']:.2%}", "≤ 2%",
+         f"{r['data_epoch_seconds']:.3f} s"),
+        ("evaluation: log_likelihood FLOP/s / matmul", f"{r['eval_flops_fraction']:.0%}", "≥ 70%",
+         f"{r['eval']['gflops_achieved']:.0f} vs {r['eval']['gflops_matmul']:.0f} GFLOP/s "
+         f"({r['eval']['images']} images, K = 1000)"),
+        ("memory: peak RSS, training epoch", f"{r['train_peak_rss_mb']:.0f} MB", "", ""),
+        ("memory: peak RSS, evaluation", f"{r['eval_peak_rss_mb']:.0f} MB", "≤ 4 GiB", ""),
+    ]
+    gpu = r.get("gpu_epoch_seconds")
+    if gpu:
+        for k, v in gpu.items():
+            if k.startswith("bs"):
+                rows.append((f"GPU epoch, {k}", f"{v:.3f} s", "≤ 0.3 s (bs128)", gpu["device"]))
+        rows.append(("GPU FLOP floor per epoch", f"{gpu['flop_floor_seconds']:.3f} s", "", ""))
+    lines = ["# Benchmarks", "",
+             f"Produced by `{r['command']}` on {r['machine']['processor']}, {r['machine']['cpus']} CPUs, torch "
+             f"{r['machine']['torch']}; medians of {r['repeats']} A/B-interleaved repeats.", "",
+             "| measure | value | target | detail |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if not gpu:
+        lines += ["", "GPU: not measured (no GPU on the machine that ran this)."]
+    notes = path.with_name("BENCH_NOTES.md")
+    if notes.exists():
+        lines += ["", notes.read_text()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
