@@ -429,58 +429,18 @@ def _shape_str(shape: Any) -> str:
 
 
 class MNISTDataModule(HFImageDataModule):
-    """MNIST (``ylecun/mnist``): 28x28 grey, 10 classes; 55000/5000/10000 with the default ``val_size``."""
+    """MNIST (``ylecun/mnist``): 28x28 grey, 10 classes; 55000/5000/10000 with the default ``val_size``.
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_size: int | float = 5000,
-        binarize: Literal["dynamic", "static", "none"] = "dynamic",
-        seed: int = 0,
-        cache_dir: str | None = None,
-        drop_last: bool = False,
-        train_size: int | None = None,
-    ):
-        super().__init__(
-            name="ylecun/mnist",
-            data_dir=data_dir,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            val_size=val_size,
-            binarize=binarize,
-            seed=seed,
-            cache_dir=cache_dir,
-            drop_last=drop_last,
-            train_size=train_size,
-        )
+    Takes every argument of :class:`HFImageDataModule` but ``name`` (LightningCLI reads them through the
+    ``**kwargs`` forwarded to ``super().__init__``).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(name="ylecun/mnist", **kwargs)
 
 
 class FashionMNISTDataModule(HFImageDataModule):
-    """Fashion-MNIST (``zalando-datasets/fashion_mnist``): 28x28 grey, 10 classes."""
+    """Fashion-MNIST (``zalando-datasets/fashion_mnist``): 28x28 grey, 10 classes; takes the same arguments."""
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_size: int | float = 5000,
-        binarize: Literal["dynamic", "static", "none"] = "dynamic",
-        seed: int = 0,
-        cache_dir: str | None = None,
-        drop_last: bool = False,
-        train_size: int | None = None,
-    ):
-        super().__init__(
-            name="zalando-datasets/fashion_mnist",
-            data_dir=data_dir,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            val_size=val_size,
-            binarize=binarize,
-            seed=seed,
-            cache_dir=cache_dir,
-            drop_last=drop_last,
-            train_size=train_size,
-        )
+    def __init__(self, **kwargs: Any):
+        super().__init__(name="zalando-datasets/fashion_mnist", **kwargs)

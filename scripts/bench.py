@@ -165,7 +165,7 @@ def gpu_epochs(args) -> dict:
             net = CoupledSigmoidNet(SIZES).to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=1e-3, capturable=True)
 
-            def step(x, y):
+            def step(x, y, net=net, opt=opt):
                 loss = objective(net, x, y)["loss"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

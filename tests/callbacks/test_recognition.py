@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.recognition import RecognitionAccuracy
-from lightning_modules.learner import score_samples_sharded
 from lightning_modules import GenerativeLearner
+from lightning_modules.learner import score_samples_sharded
 
 
 def _by_label_then_logits(logits, labels):

@@ -96,7 +96,7 @@ def test_generate_mean_is_the_transposed_pass():
 def test_symmetric_loss_without_hidden_layer_is_exact_pairwise_model():
     # p(x, y) ~ exp(y^T W x + b^T y + c^T x): both conditionals are exact for sizes [d0, C]
     net = tiny_net([4, 3], std=1.0)
-    X, Y = all_states(4), torch.arange(3)
+    X = all_states(4)
     W, b, c = net.W[0], net.b[0], net.c[0]
     energy = torch.einsum("cd,xd->xc", W, X) + b[None] + (X @ c)[:, None]  # (2^d0, C)
     log_p_y_given_x = energy - torch.logsumexp(energy, 1, keepdim=True)
