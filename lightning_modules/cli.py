@@ -18,7 +18,9 @@ with every Trainer flag as Lightning users know it. On top of Lightning's own CL
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -29,8 +31,10 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import Namespace
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.artifacts import CheckpointArtifacts
 from callbacks.checkpoint_io import CheckpointError
@@ -88,6 +92,146 @@ def parser_kwargs() -> dict[str, Any]:
     return kwargs
 
 
+class CoupledArgumentParser(LightningArgumentParser):
+    """jsonargparse's parser, whose argument errors are one line ``coupled: error: ...`` (exit status 2).
+
+    jsonargparse prints the usage, a tip and a multi-line message (a Union's subtypes, its errors, the given
+    value); :func:`argument_error` condenses that to the key, what was expected and what was given.
+    ``--help`` is untouched. Parsers that raise instead of exiting (``exit_on_error=False``, used by
+    jsonargparse internally, or ``JSONARGPARSE_DEBUG``) keep jsonargparse's behaviour.
+    """
+
+    #: the command line being parsed (set by :meth:`CoupledCLI.parse_arguments`), to name a bad --config file
+    cli_args: list[str] | None = None
+    #: the checkpoint whose saved hyperparameters are being parsed (:meth:`CoupledCLI._parse_ckpt_path`)
+    reading_checkpoint: str | None = None
+
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG", "").lower() in ("1", "true", "yes"):
+            return super().error(message, ex)
+        args = CoupledArgumentParser.cli_args
+        args = args if args is not None else sys.argv[1:]
+        ckpt = CoupledArgumentParser.reading_checkpoint
+        if ckpt is not None:  # raised through Lightning, which would add a line of its own to a SystemExit
+            raise CheckpointError(
+                f"checkpoint {ckpt} holds model hyperparameters this program does not accept "
+                f"({argument_error(message, args)}): it was written by another model or version"
+            )
+        _fail(argument_error(message, args), 2)
+
+
+def _config_files(args: list[str]) -> list[str]:
+    """The values of ``--config`` in ``args`` (``--config X`` and ``--config=X``)."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif isinstance(arg, str) and arg.startswith("--config="):
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
+def _bad_config_file(args: list[str]) -> str | None:
+    """What is wrong with the first ``--config`` file that is not a YAML mapping, if one is not."""
+    for path in _config_files(args):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"config file {path} cannot be read ({_squeeze(str(exc))})"
+        except yaml.YAMLError as exc:
+            return f"bad YAML in config file {path}: {_squeeze(str(exc))}"
+        if loaded is not None and not isinstance(loaded, dict):
+            return (f"config file {path} is not a YAML mapping of settings (it holds a {type(loaded).__name__}); "
+                    f"see configs/mnist.yaml")
+    return None
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
+_NOISE = re.compile(
+    r"^(Does not validate against any of the Union subtypes|Errors:|Given value type:.*"
+    r"|Problem with given class_path .*|Expected a <class 'NoneType'>.*)$"
+)
+_LITERAL = re.compile(r"^Expected a typing\.Literal\[(.*)\](?:\. Got value: (.*))?$")
+_NESTED = re.compile(r"^NestedArg\(key='([^']*)', val=(.*)\)$")
+
+
+def _type_name(text: str) -> str:
+    """``<class 'int'>`` -> ``int``, ``<class 'NoneType'>`` -> ``None``."""
+    text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text.strip())
+    return "None" if text == "NoneType" else text
+
+
+def argument_error(message: str, args: list[str] | None = None) -> str:
+    """jsonargparse's (possibly multi-line) argument error as one line naming the key and the value."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "bad arguments"
+    if lines[0].startswith(("Problems parsing config", "Unexpected config")):
+        bad = _bad_config_file(list(args or []))
+        if bad:
+            return bad
+    if len(lines) == 1:
+        return lines[0]
+    if lines[0].startswith("Problems parsing config"):
+        text = _squeeze(" ".join(lines)).split(":", 1)[1].strip().replace(' in "<unicode string>",', ",")
+        return "bad YAML in a --config file: " + text
+    keys: list[str] = []
+    value = subtypes = None
+    details: list[str] = []
+    literals: list[str] = []
+    for line in lines:
+        line = line.removeprefix("- ").strip()
+        m = _KEY.match(line)
+        if m:
+            keys.append(m[1])
+            line = m[2]
+            if not line:
+                continue
+        if line.startswith("Given value:"):
+            value = line.split(":", 1)[1].strip()
+            nested = _NESTED.match(value)
+            if nested:  # --data.batch_size 1.5 is reported on "data" with the nested key and value
+                keys.append(nested[1])
+                value = nested[2].strip("'\"")
+            continue
+        if line.startswith("Subtypes:"):
+            subtypes = line.split(":", 1)[1].strip()
+            continue
+        if _NOISE.match(line):
+            continue
+        lit = _LITERAL.match(line)
+        if lit:
+            literals += [v.strip() for v in lit[1].split(",")]
+            value = lit[2] if lit[2] is not None else value
+            continue
+        m = re.match(r"^(.*)\. Got value: (.*)$", line)
+        if m:
+            line, value = m[1], m[2]
+        details.append(line)
+    key = ".".join(dict.fromkeys(keys))
+    if literals:
+        details.insert(0, "expected one of " + ", ".join(dict.fromkeys(literals)))
+    elif not details and subtypes and not (keys and len(keys) > 1):
+        names = [_type_name(t) for t in re.split(r",\s*(?![^\[]*\])", subtypes.strip("[]"))]
+        details.append("expected " + " or ".join(names))
+    text = "; ".join(dict.fromkeys(
+        "expected " + _type_name(d[len("Expected a "):]) if re.match(r"^Expected an? <class '[\w.]+'>$", d) else d
+        for d in details
+    ))
+    if not text:
+        text = "invalid value"
+    if value is not None and value not in text:
+        text += f", got {value}"
+    return f'Parser key "{key}": {text}' if key else _squeeze(" ".join(lines))
+
+
 class RunConfigCallback(SaveConfigCallback):
     """Saves the resolved config as ``<run folder>/config.yaml`` and with the W&B run (config + file)."""
 
@@ -126,6 +270,7 @@ class CoupledCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("auto_configure_optimizers", False)  # the model has its own optimizer options
         kwargs.setdefault("parser_kwargs", parser_kwargs())
+        kwargs.setdefault("parser_class", CoupledArgumentParser)
         super().__init__(args=args, run=run, **kwargs)
 
     # ---- arguments ----
@@ -158,6 +303,8 @@ class CoupledCLI(LightningCLI):
 
     # ---- checkpoint references and the run id: before Lightning reads the checkpoint's hparams ----
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # the error handler may run on a subcommand's parser: the command line is kept on the class
+        CoupledArgumentParser.cli_args = [str(a) for a in args] if isinstance(args, (list, tuple)) else None
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
@@ -181,6 +328,15 @@ class CoupledCLI(LightningCLI):
         self.run_id = check_run_id(run_id)
         self.run_dir = run_dir(cfg.runs_dir, self.run_id)
         export_run_id(self.run_id)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's: the checkpoint's saved model hyperparameters replace the --model.* settings."""
+        subcommand = self.config.get("subcommand")
+        CoupledArgumentParser.reading_checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
+        try:
+            super()._parse_ckpt_path()
+        finally:
+            CoupledArgumentParser.reading_checkpoint = None
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.subcommand
@@ -216,7 +372,13 @@ class CoupledCLI(LightningCLI):
             extra += self._last_checkpoint(extra)
         if getattr(self.model.hparams, "lr_schedule", None) and config.get("logger") not in (False, None):
             extra.append(LearningRateMonitor(logging_interval="epoch"))
-        return self._instantiate_trainer(config, extra)
+        check_cpu_devices(config.get("accelerator"), config.get("devices"))
+        try:
+            return self._instantiate_trainer(config, extra)
+        except (MisconfigurationException, ValueError) as exc:  # Lightning's checks of the Trainer flags
+            if _user_error(exc) is not None:
+                raise
+            raise ConfigError(trainer_error(exc)) from exc
 
     def _last_checkpoint(self, callbacks: list[Any]) -> list[ModelCheckpoint]:
         """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``).
@@ -324,7 +486,56 @@ class CoupledCLI(LightningCLI):
         return None
 
 
+# ---- Trainer flags ----
+
+
+def check_cpu_devices(accelerator: Any, devices: Any) -> None:
+    """Refuse more CPU processes than the machine has CPUs (Lightning would start them all).
+
+    On the CPU ``--trainer.devices N`` starts N DDP processes; any N is accepted by Lightning, so a typo
+    such as ``1000`` would fork a thousand copies of the program. GPU counts are checked by Lightning.
+    """
+    name = accelerator if isinstance(accelerator, str) else None
+    on_cpu = isinstance(accelerator, CPUAccelerator) or name == "cpu" or (
+        name in (None, "auto") and not torch.cuda.is_available()
+        and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    )
+    if not on_cpu or isinstance(devices, bool):
+        return
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    cpus = os.cpu_count() or 1
+    if isinstance(devices, int) and devices > cpus:
+        raise ConfigError(
+            f"--trainer.devices {devices} asks for {devices} CPU processes but this machine has {cpus} CPUs; "
+            f"lower --trainer.devices (on the CPU each device is one process)"
+        )
+
+
+def trainer_error(exc: BaseException) -> str:
+    """Lightning's complaint about a Trainer flag, as one line that says it is a --trainer.* setting."""
+    text = _squeeze(str(exc)) or type(exc).__name__
+    if "No supported gpu backend found" in text:
+        return ("--trainer.accelerator gpu: this machine has no usable GPU (no CUDA or MPS device); "
+                "use --trainer.accelerator cpu or auto")
+    return f"bad --trainer.* setting: {text}"
+
+
 # ---- the entry point: user errors as one line ----
+
+
+class _NoSeedMessage(logging.Filter):
+    """Drops Lightning's "Seed set to N" line: the seed is in the run's config.yaml, and an error that
+    follows it should be the only line on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return re.match(r"^(\[rank: \d+\] )?Seed set to ", str(record.getMessage())) is None
+
+
+def _quiet_seed_message() -> None:
+    seed_logger = logging.getLogger("lightning_fabric.utilities.seed")
+    if not any(isinstance(f, _NoSeedMessage) for f in seed_logger.filters):
+        seed_logger.addFilter(_NoSeedMessage())
 
 
 def _user_error(exc: BaseException) -> BaseException | None:
@@ -358,6 +569,7 @@ def main(args: list[str] | None = None) -> None:
     """``coupled``: run the CLI on ``args`` (default ``sys.argv[1:]``)."""
     exit_code = 1
     try:
+        _quiet_seed_message()
         configure_wandb_mode()
         with warnings.catch_warnings():
             if args is not None:  # a script or a test that passes its own args: its sys.argv is not ours

@@ -63,6 +63,7 @@ def framework_epoch(args, runs_dir: str) -> float:
     """One training epoch through `coupled fit` (CLI, W&B offline, progress bar, default callbacks)."""
     from lightning_modules.cli import CoupledCLI, trainer_defaults
 
+    os.environ.pop("COUPLED_RUN_ID", None)  # a new run each time (the CLI exports its run id for DDP children)
     timer = EpochTimer()
     defaults = trainer_defaults()
     defaults["callbacks"] = [*defaults["callbacks"], timer]
@@ -148,7 +149,8 @@ def peak_rss(kind: str, args) -> float:
     cmd = [sys.executable, __file__, "--child", kind, "--eval-images", str(args.eval_images)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    env = {k: v for k, v in os.environ.items() if k != "COUPLED_RUN_ID"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     return json.loads(out)["peak_rss_mb"]
 
 

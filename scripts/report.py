@@ -38,9 +38,11 @@ def groups(runs: list[dict], dataset: str) -> list[tuple[str, bool, list[dict]]]
     out = []
     for objective in ("discriminative", "symmetric", "wake_sleep"):
         for tied in (True, False):
-            g = [r for r in runs if r["dataset"] == dataset and r["objective"] == objective and r["tied"] == tied]
-            if g:
-                out.append((objective, tied, g))
+            for variant in sorted({r.get("variant", "") for r in runs}):
+                g = [r for r in runs if r["dataset"] == dataset and r["objective"] == objective
+                     and r["tied"] == tied and r.get("variant", "") == variant]
+                if g:
+                    out.append((f"{objective} ({variant})" if variant else objective, tied, g))
     return out
 
 
@@ -65,8 +67,8 @@ def plot_curves(runs: list[dict], dataset: str, path: Path) -> bool:
         for r in chosen:
             if name in r["curves"]:
                 ys = r["curves"][name]
-                ax.plot(range(1, len(ys) + 1), ys, label=f"{r['objective']} {'tied' if r['tied'] else 'untied'}",
-                        linestyle="-" if r["tied"] else "--")
+                label = " ".join(filter(None, [r["objective"], r.get("variant"), "tied" if r["tied"] else "untied"]))
+                ax.plot(range(1, len(ys) + 1), ys, label=label, linestyle="-" if r["tied"] else "--")
         ax.set_title(name.replace("_epoch", ""))
         ax.set_xlabel("epoch")
         if name != "val/acc":
