@@ -32,7 +32,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -58,6 +58,7 @@ from .runs import (
 )
 
 PROG = "coupled"
+PROGRESS_REFRESH_STEPS = 20
 WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
 DEFAULT_PROJECT = "coupled"
 USER_ERRORS = (ConfigError, DataError, ResumeError, CheckpointError, FileNotFoundError, yaml.YAMLError)
@@ -372,6 +373,12 @@ class CoupledCLI(LightningCLI):
             extra += self._last_checkpoint(extra)
         if getattr(self.model.hparams, "lr_schedule", None) and config.get("logger") not in (False, None):
             extra.append(LearningRateMonitor(logging_interval="epoch"))
+        user_callbacks = config.get("callbacks") or []
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(cb, ProgressBar) for cb in [*user_callbacks, *extra]
+        ):
+            # redrawing the bar at every step costs ~1 ms, 15% of a CPU step of the paper's model
+            extra.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         check_cpu_devices(config.get("accelerator"), config.get("devices"))
         try:
             return self._instantiate_trainer(config, extra)
