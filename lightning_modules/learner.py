@@ -122,7 +122,11 @@ class GenerativeLearner(pl.LightningModule):
         kwargs = self.objective_kwargs
         if self._stochastic_objective:
             kwargs = {**kwargs, "generator": self._generator(*stream, self.global_rank)}
-        return self.objective(self.net, x, y, **kwargs)
+        out = self.objective(self.net, x, y, **kwargs)
+        if self.hparams.learn_prior:  # the class prior of p(x, y) = prior(y) p(x|y), fit by maximum likelihood
+            prior = -self.net.log_prior(y).mean()
+            out = {**out, "loss": out["loss"] + prior, "prior": prior}
+        return out
 
     # ---- training ----
     def training_step(self, batch, batch_idx):

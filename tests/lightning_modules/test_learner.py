@@ -114,3 +114,16 @@ def test_lr_schedules_step_per_epoch(schedule):
     t = trainer(max_epochs=2)
     t.fit(model, loader())
     assert t.optimizers[0].param_groups[0]["lr"] < 0.1
+
+
+def test_learned_prior_fits_the_class_frequencies():
+    pl.seed_everything(0)
+    x, y = blobs(240)
+    keep = torch.cat([torch.nonzero(y == 0).flatten(), torch.nonzero(y != 0).flatten()[::4]])  # class 0: 2/3
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, learn_prior=True, lr=0.05)
+    trainer(max_epochs=30).fit(model, DataLoader(TensorDataset(x[keep], y[keep]), batch_size=40, shuffle=True))
+    freq = torch.bincount(y[keep], minlength=3).float() / len(keep)
+    prior = torch.softmax(model.net.prior_logits.detach(), -1)
+    assert (prior - freq).abs().max() < 0.03
+    drawn = torch.bincount(model.net.sample_classes(20_000, torch.Generator().manual_seed(0)), minlength=3) / 20_000
+    assert (drawn - prior).abs().max() < 0.015  # y ~ prior, the top of the generation network
