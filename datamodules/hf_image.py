@@ -346,6 +346,10 @@ class HFImageDataModule(pl.LightningDataModule):
         self._ensure_loaded()
         return self._loader(self._x["test"], self._y["test"], self.eval_batch_size, train=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """The test images (grey levels), for ``coupled predict``."""
+        return self.test_dataloader()
+
     # ----------------------------------------------------------------------------------------------------
     # on-device transform
     # ----------------------------------------------------------------------------------------------------

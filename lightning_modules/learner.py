@@ -180,6 +180,11 @@ class GenerativeLearner(pl.LightningModule):
         self.log("test/elbo", self.test_elbo, on_epoch=True)
         self.log("test/log_likelihood", self.test_log_likelihood, on_epoch=True)
 
+    def predict_step(self, batch, batch_idx):
+        """Class probabilities q(y|x) of the deterministic pass (batches of x, or of (x, y))."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return torch.softmax(self.net.recognize(x), -1)
+
     def on_test_epoch_end(self):
         n = self.hparams.self_consistency_per_class
         if n == 0:

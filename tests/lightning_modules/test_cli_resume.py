@@ -177,3 +177,25 @@ def test_online_reference_that_matches_nothing_is_one_line(cli_env, trained, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["coupled: error: wandb:coupled/model-nope:latest matches nothing on W&B: artifact "
                    "coupled/model-nope:latest not found"]
+
+
+def test_predict_on_a_wandb_reference_writes_class_probabilities(cli_env, trained, monkeypatch):
+    import functools
+
+    from pytorch_lightning import Trainer
+
+    copy_run(trained, cli_env)
+    outputs = []
+    original = Trainer.predict
+
+    @functools.wraps(original)  # the CLI builds the subcommand's flags from this signature
+    def recording(self, *args, **kwargs):
+        outputs.append(original(self, *args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(Trainer, "predict", recording)
+    run_main(["predict", "--config", MNIST, *tiny_args(trained["data"]),
+              "--ckpt_path", f"wandb:model-{trained['run_id']}:best"])
+    probs = torch.cat(outputs[0])
+    assert probs.shape == (61, 10)  # every test image once, one probability per class
+    torch.testing.assert_close(probs.sum(1), torch.ones(61))

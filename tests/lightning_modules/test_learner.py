@@ -127,3 +127,12 @@ def test_learned_prior_fits_the_class_frequencies():
     assert (prior - freq).abs().max() < 0.03
     drawn = torch.bincount(model.net.sample_classes(20_000, torch.Generator().manual_seed(0)), minlength=3) / 20_000
     assert (drawn - prior).abs().max() < 0.015  # y ~ prior, the top of the generation network
+
+
+def test_predict_returns_class_probabilities():
+    model = GenerativeLearner(sizes=[12, 6, 3])
+    preds = trainer().predict(model, loader())
+    probs = torch.cat(preds)
+    assert probs.shape == (96, 3)
+    torch.testing.assert_close(probs.sum(1), torch.ones(96))
+    torch.testing.assert_close(probs, torch.softmax(model.net.recognize(blobs(96)[0]), -1))
