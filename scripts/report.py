@@ -140,7 +140,8 @@ def reading(runs: list[dict], refs: dict) -> list[str]:
     return lines
 
 
-def write_report(out: Path) -> None:
+def write_report(out: Path, expected: list[str] | None = None) -> None:
+    """`expected`: the keys of the whole matrix; rows not run yet are listed with the command that runs them."""
     runs, refs = load_runs(out)
     results = [{k: v for k, v in r.items() if k != "curves"} for r in runs]
     (out / "results.json").write_text(json.dumps({"runs": results, "reference_classifiers": refs}, indent=1))
@@ -182,6 +183,12 @@ def write_report(out: Path) -> None:
         for objective, tied, g in gs:
             md += [f"- {objective}, {'tied' if tied else 'untied'}: ![{g[0]['key']}]({g[0]['samples_png']})"]
         md.append("")
+    missing = [k for k in (expected or []) if k not in {r["key"] for r in runs}]
+    if missing:
+        md += ["## Not run yet", "",
+               f"{len(missing)} of {len(expected)} rows of the matrix have no result yet (the run was stopped for "
+               "time); `make reproduce` runs exactly these, skipping the finished rows: "
+               + ", ".join(f"`{k}`" for k in missing) + ".", ""]
     md += ["## Reading", ""] + reading(runs, refs) + [""]
     notes = out / "NOTES.md"
     if notes.exists():

@@ -226,7 +226,7 @@ def main(argv=None) -> None:
                   f"{result['log_likelihood']:.2f}, {result['wall_seconds']:.0f} s", flush=True)
     from report import write_report  # scripts/report.py: tables, curves and the reading
 
-    write_report(out)
+    write_report(out, expected=[r["key"] for r in rows(args.quick)])
 
 
 def _default_data_dir() -> str | None:
