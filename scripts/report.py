@@ -135,7 +135,8 @@ def reading(runs: list[dict], refs: dict) -> list[str]:
             lines.append(f"- {name}: not measured")
             continue
         ok = value >= target
-        miss = "" if ok else f", missed by {f.format(target - value) if '%' in f else f'{target - value:.1f} nats'}"
+        gap = f"{(target - value) * 100:.2f} points" if "%" in f else f"{target - value:.1f} nats"
+        miss = "" if ok else f", missed by {gap}"
         lines.append(f"- {name}: {f.format(value)} — {'met' if ok else 'MISSED'}{miss}")
     return lines
 

@@ -39,7 +39,7 @@ def test_report_tables_reading_and_targets(tmp_path):
     assert "| symmetric (w1) | tied | 1 |" in md  # a variant is its own row
     assert "symmetric test accuracy ≥ 98.0%: 98.10% — met" in md
     assert "discriminative test accuracy ≥ 98.2%: 98.50% — met" in md
-    assert "symmetric sample accuracy ≥ 95%: 90.00% — MISSED, missed by 5.00%" in md
+    assert "symmetric sample accuracy ≥ 95%: 90.00% — MISSED, missed by 5.00 points" in md
     assert "best tied log-likelihood ≥ −100 nats (`symmetric`): -94.0 — met" in md
     assert "tied -94.0 vs untied -120.0 nats" in md  # claim 2's comparison, from the numbers
     assert (tmp_path / "curves_mnist.png").is_file()
