@@ -63,12 +63,15 @@ def plot_curves(runs: list[dict], dataset: str, path: Path) -> bool:
     parts = sorted({k for r in chosen for k in r["curves"] if k.startswith("train/") and k != "train/loss_epoch"})
     panels = ["val/acc"] + parts
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    labels = [" ".join(filter(None, [r["objective"], r.get("variant"), "tied" if r["tied"] else "untied"]))
+              for r in chosen]
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}  # one colour per run in every panel
     for ax, name in zip(axes[0], panels):
-        for r in chosen:
+        for r, label in zip(chosen, labels):
             if name in r["curves"]:
                 ys = r["curves"][name]
-                label = " ".join(filter(None, [r["objective"], r.get("variant"), "tied" if r["tied"] else "untied"]))
-                ax.plot(range(1, len(ys) + 1), ys, label=label, linestyle="-" if r["tied"] else "--")
+                ax.plot(range(1, len(ys) + 1), ys, label=label, color=colors[label],
+                        linestyle="-" if r["tied"] else "--")
         ax.set_title(name.replace("_epoch", ""))
         ax.set_xlabel("epoch")
         if name != "val/acc":
