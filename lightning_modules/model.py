@@ -189,12 +189,11 @@ class CoupledSigmoidNet(nn.Module):
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
     # ---- exact log-probabilities of complete binary states ----
-    def log_q_hidden(self, states: Sequence[Tensor], first_logits: Tensor | None = None) -> Tensor:
+    def log_q_hidden(self, states: Sequence[Tensor]) -> Tensor:
         """log q(x1..x(n-1) | x0) for states [x0, x1, ..., x(n-1)] (the class layer is not included)."""
         total = 0
         for k in range(self.num_layers - 1):
-            a = first_logits if (k == 0 and first_logits is not None) else self.up_logits(k, states[k])
-            total = total + log_bernoulli(states[k + 1], a)
+            total = total + log_bernoulli(states[k + 1], self.up_logits(k, states[k]))
         return total
 
     def log_q_class(self, h_top: Tensor, y: Tensor) -> Tensor:
