@@ -13,10 +13,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules import images as _images
+from datamodules.binarize import bernoulli_grey, bytes_below_255, threshold
 from datamodules.errors import DataError
 from datamodules.sampling import ResumableLoader, ShardBatchSampler, TensorBatchDataset, identity
 
 BINARIZE_MODES = ("dynamic", "static", "none")
+# training batches whose random bytes are drawn together on the CPU: the fixed cost of each tensor op of
+# the draw is then paid once per block (see datamodules/binarize.py)
+DRAW_BLOCK = 16
 SPLITS = ("train", "val", "test")
 
 
@@ -136,7 +140,7 @@ class HFImageDataModule(pl.LightningDataModule):
         self._class_names: list[str] | None = None
         self._epoch = 0  # used when no trainer is attached (see set_epoch)
         self._draws = 0  # dynamic binarizations since set_epoch, when no trainer is attached
-        self._generators: dict[str, torch.Generator] = {}  # one per device, re-seeded per batch
+        self._block: tuple[tuple[int, int, int, int], Tensor] | None = None  # (epoch, block, rank, width), bytes
 
     # ----------------------------------------------------------------------------------------------------
     # metadata (lazy: reading any of these loads the data once)
@@ -244,12 +248,10 @@ class HFImageDataModule(pl.LightningDataModule):
         Stored in the raw loader's scale, so the training loader still yields uint8 that
         :meth:`transform` maps to {0, 1}.
         """
-        gen = torch.Generator().manual_seed(_mix_seed(self.seed, 0x57A71C))
         out = torch.empty_like(x)
         for start in range(0, x.shape[0], 8192):
-            chunk = x[start : start + 8192]
-            r = torch.randint(0, 255, chunk.shape, dtype=torch.uint8, generator=gen)
-            out[start : start + 8192] = (r < chunk).to(torch.uint8).mul_(255)
+            chunk_seed = _mix_seed(self.seed, start, 0x57A71C)
+            out[start : start + 8192] = bernoulli_grey(x[start : start + 8192], chunk_seed).mul_(255)
         return out
 
     def prepare_data(self) -> None:
@@ -366,30 +368,40 @@ class HFImageDataModule(pl.LightningDataModule):
         self._draws += 1
         return self._current_epoch(), self._draws - 1
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        """This device's generator, re-seeded from (seed, epoch, batch position, rank) for each batch."""
+    def _dynamic_draw(self, x: Tensor) -> Tensor:
+        """Bernoulli(x / 255) of a training batch, a function of (seed, epoch, batch position, rank).
+
+        On the CPU the random bytes of ``DRAW_BLOCK`` consecutive batches are drawn in one call and the
+        block is kept for the batches that follow; a batch takes the first ``x.numel()`` bytes of its slot,
+        so a resumed run (which recomputes the block) gets the very same draws. Batches wider than a slot,
+        and batches on an accelerator, get a draw of their own.
+        """
         epoch, position = self._draw_position()
         _, rank = self._dist_info()
-        key = str(device)
-        gen = self._generators.get(key)
-        if gen is None:
-            gen = self._generators[key] = torch.Generator(device=device)
-        return gen.manual_seed(_mix_seed(self.seed, epoch, position, rank, 0xB1A5))
+        width = self.batch_size * self.input_dim
+        if x.device.type != "cpu" or x.numel() > width:
+            return bernoulli_grey(x, _mix_seed(self.seed, epoch, position, rank, 0xB1A5))
+        block, slot = divmod(position, DRAW_BLOCK)
+        key = (epoch, block, rank, width)
+        if self._block is None or self._block[0] != key:
+            u = bytes_below_255(DRAW_BLOCK * width, _mix_seed(self.seed, epoch, block, rank, 0xB10C))
+            self._block = (key, u.view(DRAW_BLOCK, width))
+        return threshold(self._block[1][slot, : x.numel()], x)
 
     def transform(self, x: Tensor, train: bool) -> Tensor:
         """uint8 ``(B, input_dim)`` -> float32 in [0, 1] on ``x``'s device; binarized when ``train``.
 
-        ``dynamic``: a fresh draw per call, pixel = 1 with probability ``x / 255`` (generator on ``x``'s
-        device, seeded from seed, epoch, batch position and rank: see :meth:`_draw_position`). ``static``:
+        ``dynamic``: a fresh draw per call, pixel = 1 with probability ``x / 255`` (on ``x``'s device, seeded
+        from seed, epoch, batch position and rank: see :meth:`_draw_position`, :meth:`_dynamic_draw`). ``static``:
         the training loader already serves the fixed draw (values {0, 255}), so this only scales. ``none``
         or ``train=False``: grey levels.
         """
         if train and self.binarize == "dynamic":
-            gen = self._generator(x.device)
             if x.dtype == torch.uint8:
-                # r uniform on {0..254}: P(r < x) = x / 255 exactly (cheaper than torch.bernoulli on CPU)
-                r = torch.randint(0, 255, x.shape, dtype=torch.uint8, device=x.device, generator=gen)
-                return (r < x).to(torch.float32)
+                return self._dynamic_draw(x)
+            epoch, position = self._draw_position()
+            gen = torch.Generator(device=x.device).manual_seed(
+                _mix_seed(self.seed, epoch, position, self._dist_info()[1], 0xF10A))
             return torch.bernoulli(x.to(torch.float32).clamp(0.0, 1.0), generator=gen)
         if x.dtype == torch.uint8:
             return x.to(torch.float32).div_(255.0)

@@ -247,15 +247,16 @@ class CoupledSigmoidNet(nn.Module):
     def _per_example_terms(self, x: Tensor, y: Tensor) -> dict:
         """What log w needs of x and y alone, computed once instead of once per sample.
 
-        log Bern(v; sigmoid(a)) = v.a - sum softplus(a), and x.(V1^T h1 + c0) = h1.(V1 x) + c0.x, so the
-        pixel layer costs one matmul and one softplus pass per sample; q(h1|x) and p(h_top|y) depend on the
+        log Bern(v; sigmoid(a)) = v.a - sum softplus(a). The pixel layer's log p term x.(V1^T h1 + c0) is
+        h1.(V1 x) + c0.x, and log q's h1.a1 comes in with the opposite sign, so both reduce to one dot of h1
+        with the per-example vector V1 x - a1 (= -b0 when tied). q(h1|x) and p(h_top|y) depend on the
         example only.
         """
         a1 = self.up_logits(0, x)
         g_top = self.down_logits(self.num_layers - 1, self.onehot(y))
         return {
             "a1": a1, "sp1": F.softplus(a1).sum(-1),
-            "xv": x @ self.down_weight(0).t(), "xc": x @ self.c[0],
+            "xv_a1": x @ self.down_weight(0).t() - a1, "xc": x @ self.c[0],
             "g_top": g_top, "sp_top": F.softplus(g_top).sum(-1),
         }
 
@@ -266,27 +267,46 @@ class CoupledSigmoidNet(nn.Module):
         numbers): each example still gets k independent samples, so its estimate is unchanged in
         distribution, and random-number generation, the costliest elementwise step on a CPU, shrinks by
         the number of examples per chunk.
+
+        Tied, the bilinear terms h_(j+1)^T W_j h_j of log p (h_j.g_j) and log q (h_(j+1).a_j) cancel, leaving
+        h_j.c_j - h_(j+1).b_j: two matrix-vector products instead of two passes over (B, k, d) products.
         """
         a1 = pre["a1"]
         B = a1.shape[0]
 
         def draw(logits: Tensor) -> Tensor:  # (B, k, d) binary states with P(1) = sigmoid(logits)
-            u = torch.rand((k, logits.shape[-1]), device=logits.device, dtype=logits.dtype, generator=generator)
-            return (torch.logit(u) < logits.view(B, -1, logits.shape[-1])).to(logits.dtype)
+            d = logits.shape[-1]
+            u = torch.rand((k, d), device=logits.device, dtype=logits.dtype, generator=generator)
+            # compare straight into a float buffer: a bool result's conversion is a slow extra pass on CPU
+            out = torch.empty((B, k, d), device=logits.device, dtype=logits.dtype)
+            return torch.lt(torch.logit(u), logits.view(B, -1, d), out=out)
 
-        h = draw(a1[:, None])
-        log_q = rowdot(h, a1[:, None]) - pre["sp1"][:, None]
-        log_p = rowdot(h, pre["xv"][:, None]) + pre["xc"][:, None]
-        log_p = log_p - F.softplus(self.down_logits(0, h.view(B * k, -1))).sum(-1).view(B, k)
+        def dot(h: Tensor, v: Tensor) -> Tensor:  # (B, k, d) with (B, d) -> (B, k), as one batched matmul
+            return torch.bmm(h, v.unsqueeze(-1)).squeeze(-1)
+
+        def sp_sum(a: Tensor) -> Tensor:
+            return F.softplus(a).sum(-1).view(B, k)
+
+        def affine(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+            # a plain GEMM, then the bias in place: addmm (F.linear) first copies the broadcast bias into the
+            # output and makes the GEMM read it back, a pass that costs ~15% of the product at these sizes
+            return torch.mm(h.view(B * k, -1), weight).add_(bias)
+
+        h = draw(a1)
+        log_w = dot(h, pre["xv_a1"]) + (pre["xc"] + pre["sp1"])[:, None]
+        log_w = log_w - sp_sum(affine(h, self.down_weight(0), self.c[0]))
         for j in range(1, self.num_layers - 1):
-            a = self.up_logits(j, h.view(B * k, -1))
+            a = affine(h, self.W[j].t().contiguous(), self.b[j])
             h_next = draw(a)
-            log_q = log_q + rowdot(h_next, a.view(B, k, -1)) - F.softplus(a).sum(-1).view(B, k)
-            g = self.down_logits(j, h_next.view(B * k, -1))
-            log_p = log_p + rowdot(h, g.view(B, k, -1)) - F.softplus(g).sum(-1).view(B, k)
+            g = affine(h_next, self.down_weight(j), self.c[j])
+            if self.tied:
+                bilinear_free = h.view(B * k, -1) @ self.c[j] - h_next.view(B * k, -1) @ self.b[j]
+                log_w = log_w + bilinear_free.view(B, k)
+            else:
+                log_w = log_w + rowdot(h, g.view(B, k, -1)) - rowdot(h_next, a.view(B, k, -1))
+            log_w = log_w + sp_sum(a) - sp_sum(g)
             h = h_next
-        log_p = log_p + rowdot(h, pre["g_top"][:, None]) - pre["sp_top"][:, None]
-        return log_p - log_q
+        return log_w + dot(h, pre["g_top"]) - pre["sp_top"][:, None]
 
     @torch.no_grad()
     def marginals(

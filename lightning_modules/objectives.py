@@ -44,16 +44,44 @@ def wake_sleep(
     plus the deterministic -log q(y|x), so the recognition pass is trained on real data too.
     """
     rec = F.cross_entropy(net.recognize(x), y)
+    wake, sleep = _wake_sleep_terms(net, x, y, generator)
+    return {"loss": rec + wake + sleep_weight * sleep, "recognition": rec, "wake": wake, "sleep": sleep}
+
+
+def hybrid(
+    net: CoupledSigmoidNet,
+    x: Tensor,
+    y: Tensor,
+    generation_weight: float = 0.1,
+    sleep_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """symmetric + wake-sleep: -log q(y|x) - w log p(x|y) + wake + s * sleep.
+
+    The deterministic terms train the pair as networks (recognition, mean images); the wake and sleep
+    terms train the same weights as stochastic belief networks, which is what ancestral samples and the
+    importance-sampled likelihood measure, and which the deterministic terms alone leave loose.
+    """
+    rec = F.cross_entropy(net.recognize(x), y)
+    gen = -log_bernoulli(x, net.generate_logits(y)).mean()
+    wake, sleep = _wake_sleep_terms(net, x, y, generator)
+    loss = rec + generation_weight * gen + wake + sleep_weight * sleep
+    return {"loss": loss, "recognition": rec, "generation": gen, "wake": wake, "sleep": sleep}
+
+
+def _wake_sleep_terms(net: CoupledSigmoidNet, x: Tensor, y: Tensor, generator: torch.Generator | None):
+    """(wake, sleep) batch means; the sampled states carry no gradient (the wake-sleep approximation)."""
     with torch.no_grad():
         up = net.sample_up(x, generator)[:-1]  # [x0, .., x(n-1)]; x0 ~ Bern(x) is x itself when x is binary
         down = net.sample_down(y, generator)[:-1]
     wake = -net.log_p_given_class(up, y).mean()
     sleep = -(net.log_q_hidden(down) + net.log_q_class(down[-1], y)).mean()
-    return {"loss": rec + wake + sleep_weight * sleep, "recognition": rec, "wake": wake, "sleep": sleep}
+    return wake, sleep
 
 
 OBJECTIVES: dict[str, Callable[..., dict]] = {
     "discriminative": discriminative,
     "symmetric": symmetric,
     "wake_sleep": wake_sleep,
+    "hybrid": hybrid,
 }

@@ -3,7 +3,8 @@
 Prints one table and writes reports/bench.json and reports/BENCH.md:
 
 - training: one epoch of `symmetric` on MNIST through the CLI (progress bar, W&B offline logging, default
-  callbacks) vs a plain loop of the same model, batches and optimizer, A/B interleaved; median ratio.
+  callbacks) vs a plain loop of the same model, batches and optimizer, A/B interleaved; median ratio. A third
+  arm, the same LightningModule in a bare pl.Trainer, measures the floor that Lightning itself sets.
 - data: the DataModule's epoch of batches (loader + on-device scaling/binarization) as a fraction of the
   framework's training epoch.
 - evaluation: `log_likelihood` with K = 1000, achieved FLOP/s as a fraction of `torch.matmul` of the same
@@ -37,7 +38,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
 from datamodules import MNISTDataModule  # noqa: E402
-from lightning_modules import OBJECTIVES, CoupledSigmoidNet  # noqa: E402
+from lightning_modules import OBJECTIVES, CoupledSigmoidNet, make_optimizer  # noqa: E402
 
 SIZES = [784, 512, 512, 10]
 
@@ -77,13 +78,29 @@ def framework_epoch(args, runs_dir: str) -> float:
     return timer.seconds[0]
 
 
+def bare_lightning_epoch(args) -> float:
+    """The floor of any Lightning run: the same LightningModule and DataModule in a bare pl.Trainer (no
+    logger, progress bar, checkpointing or callbacks other than the timer)."""
+    from lightning_modules import GenerativeLearner
+
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    torch.manual_seed(0)
+    model = GenerativeLearner(hidden_sizes=SIZES[1:-1], input_dim=SIZES[0], num_classes=SIZES[-1],
+                              objective="symmetric", lr=1e-3)
+    timer = EpochTimer()
+    pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+               callbacks=[timer]).fit(model, datamodule=dm)
+    return timer.seconds[0]
+
+
 def plain_epoch(args) -> float:
     """The same epoch as a bare loop: same model, DataModule batches, Adam, objective."""
     dm = MNISTDataModule(data_dir=mnist_dir(args))
     dm.setup("fit")
     torch.manual_seed(0)
     net = CoupledSigmoidNet(SIZES)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = make_optimizer(net.parameters(), "adam", lr=1e-3)  # the framework's optimizer (fused Adam)
     objective = OBJECTIVES["symmetric"]
     t0 = time.perf_counter()
     for x, y in dm.train_dataloader():
@@ -232,15 +249,15 @@ def main(argv=None) -> None:
 
     runs = tempfile.mkdtemp(prefix="coupled-bench-")
     data_epoch(args)  # warm the decoded-image cache
-    fw, plain, data, data_grey = [], [], [], []
+    fw, bare, plain, data, data_grey = [], [], [], [], []
     for r in range(args.repeats):  # A/B interleaved, order alternating
-        pair = [("plain", plain_epoch), ("framework", lambda a: framework_epoch(a, runs))]
-        for name, fn in pair if r % 2 == 0 else pair[::-1]:
-            (plain if name == "plain" else fw).append(fn(args))
+        arms = [(plain, plain_epoch), (fw, lambda a: framework_epoch(a, runs)), (bare, bare_lightning_epoch)]
+        for times, fn in arms if r % 2 == 0 else arms[::-1]:
+            times.append(fn(args))
         data.append(data_epoch(args))
         data_grey.append(data_epoch(args, binarize="none"))
-        print(f"[bench] repeat {r + 1}: plain {plain[-1]:.2f}s framework {fw[-1]:.2f}s data {data[-1]:.3f}s",
-              flush=True)
+        print(f"[bench] repeat {r + 1}: plain {plain[-1]:.2f}s framework {fw[-1]:.2f}s bare Lightning "
+              f"{bare[-1]:.2f}s data {data[-1]:.3f}s", flush=True)
     ratios = [f / p_ for f, p_ in zip(fw, plain)]
 
     torch.manual_seed(0)
@@ -261,7 +278,9 @@ def main(argv=None) -> None:
 
     result = {
         "train_ratio": statistics.median(ratios),
-        "train_epoch_seconds": {"framework": statistics.median(fw), "plain": statistics.median(plain)},
+        "train_epoch_seconds": {"framework": statistics.median(fw), "plain": statistics.median(plain),
+                                "bare_lightning": statistics.median(bare)},
+        "bare_lightning_ratio": statistics.median([b / p_ for b, p_ in zip(bare, plain)]),
         "data_fraction": statistics.median(data) / statistics.median(fw),
         "data_epoch_seconds": statistics.median(data),
         "data_fraction_without_binarization": statistics.median(data_grey) / statistics.median(fw),
@@ -289,6 +308,11 @@ def write_markdown(r: dict, path: Path) -> None:
     rows = [
         ("training: framework / plain epoch", f"{r['train_ratio']:.3f}x", "≤ 1.05x",
          f"{r['train_epoch_seconds']['framework']:.2f} s vs {r['train_epoch_seconds']['plain']:.2f} s"),
+    ]
+    if "bare_lightning_ratio" in r:
+        rows.append(("training: bare pl.Trainer / plain epoch (the floor)", f"{r['bare_lightning_ratio']:.3f}x", "",
+                     f"{r['train_epoch_seconds']['bare_lightning']:.2f} s: no logger, bar or callbacks"))
+    rows += [
         ("data: DataModule epoch / training epoch", f"{r['data_fraction']:.2%}", "≤ 2%",
          f"{r['data_epoch_seconds']:.3f} s; without the Bernoulli draw (binarize none): "
          f"{r['data_fraction_without_binarization']:.2%}"),

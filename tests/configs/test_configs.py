@@ -44,6 +44,7 @@ def test_mnist_is_the_papers_experiment(cli_env, capsys):
     ("overlay", "key", "value"),
     [
         ("wake_sleep.yaml", "objective", "wake_sleep"),
+        ("hybrid.yaml", "objective", "hybrid"),
         ("discriminative.yaml", "objective", "discriminative"),
         ("untied.yaml", "tied", False),
     ],
@@ -65,6 +66,7 @@ EXPECT = {
     "fashion_mnist.yaml": ("symmetric", True, "FashionMNISTDataModule"),
     "discriminative.yaml": ("discriminative", True, "MNISTDataModule"),
     "wake_sleep.yaml": ("wake_sleep", True, "MNISTDataModule"),
+    "hybrid.yaml": ("hybrid", True, "MNISTDataModule"),
     "untied.yaml": ("symmetric", False, "MNISTDataModule"),
 }
 

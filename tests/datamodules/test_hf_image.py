@@ -181,6 +181,32 @@ def test_dynamic_binarization_fresh_each_time_and_reproducible(grey_ds, cache_di
     assert not torch.equal(c, a)
 
 
+def test_dynamic_draw_depends_on_the_batch_position_only(grey_ds, cache_dir, monkeypatch):
+    """The CPU path draws DRAW_BLOCK batches' bytes at once; a batch's draw must not depend on which batches
+    were drawn before it (a resumed run starts mid-block) nor on its size (the last batch is shorter)."""
+    from datamodules.hf_image import DRAW_BLOCK
+
+    def at(dm, position, x, epoch=0):
+        monkeypatch.setattr(dm, "_draw_position", lambda: (epoch, position))
+        return dm.transform(x, train=True)
+
+    dm = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
+    dm.setup("fit")
+    x = dm.split_tensors("train")[0][:8]
+    positions = [0, 3, DRAW_BLOCK - 1, DRAW_BLOCK, DRAW_BLOCK + 2]
+    in_order = {p: at(dm, p, x) for p in range(DRAW_BLOCK + 3)}
+    for p in positions:  # a fresh module (no block drawn yet) jumping straight to p
+        fresh = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
+        fresh.setup("fit")
+        assert torch.equal(at(fresh, p, x), in_order[p])
+        assert torch.equal(at(fresh, p, x[:5]), in_order[p][:5])  # a shorter batch: a prefix of the slot
+    assert len({tuple(in_order[p].flatten().tolist()) for p in positions}) == len(positions)
+    assert not torch.equal(at(dm, 3, x, epoch=1), in_order[3])
+    # wider than a training batch: a draw of its own, still a function of the position
+    wide = dm.split_tensors("train")[0][:20]
+    assert torch.equal(at(dm, 4, wide), at(fresh, 4, wide))
+
+
 def test_static_binarization_is_fixed(grey_ds, cache_dir):
     dm = dm_for(grey_ds, cache_dir, binarize="static", batch_size=50, val_size=10)
     dm.setup("fit")

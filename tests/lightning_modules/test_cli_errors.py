@@ -120,7 +120,7 @@ def _foreign_hyperparameters_checkpoint(ctx: Ctx) -> list[str]:
 CASES: list[tuple[str, Args, list[str]]] = [
     # model settings (ConfigError)
     ("unknown_objective", _const("--model.objective", "foo"),
-     ["unknown objective 'foo'", "discriminative, symmetric, wake_sleep"]),
+     ["unknown objective 'foo'", "discriminative, symmetric, wake_sleep, hybrid"]),
     ("unknown_objective_option", _const("--model.objective_kwargs", '{"generation_wieght": 2}'),
      ["objective 'symmetric' has no option(s) generation_wieght", "generation_weight"]),
     ("sizes_do_not_match_data", _const("--model.sizes", "[100, 16, 10]"),
@@ -222,5 +222,5 @@ def test_bad_input_as_a_real_process(cli_env, tiny_data, decoded_cache):
     env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     proc = run_cli([*base_args(tiny_data), "--model.objective", "foo"], env=env, cwd=cli_env, timeout=120)
     line = assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, ["unknown objective 'foo'"])
-    assert line == f"{PREFIX}unknown objective 'foo': choose one of discriminative, symmetric, wake_sleep"
+    assert line == f"{PREFIX}unknown objective 'foo': choose one of discriminative, symmetric, wake_sleep, hybrid"
     assert proc.stdout.strip() == ""

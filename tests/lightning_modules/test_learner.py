@@ -136,3 +136,33 @@ def test_predict_returns_class_probabilities():
     assert probs.shape == (96, 3)
     torch.testing.assert_close(probs.sum(1), torch.ones(96))
     torch.testing.assert_close(probs, torch.softmax(model.net.recognize(blobs(96)[0]), -1))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizer_uses_fused_kernels_and_matches_the_reference_update(name):
+    from lightning_modules import make_optimizer
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
+    b.load_state_dict(a.state_dict())
+    fused = make_optimizer(a.parameters(), name, lr=0.1, weight_decay=0.01)
+    assert fused.param_groups[0]["fused"] is True
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    reference = cls(b.parameters(), lr=0.1, weight_decay=0.01, **extra)  # the per-parameter implementation
+    for step in range(3):
+        x = torch.randn(5, 6, generator=torch.Generator().manual_seed(step))
+        for model, opt in ((a, fused), (b, reference)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    # a parameter on a device without fused kernels (here the meta device): the per-parameter implementation
+    meta = torch.nn.Parameter(torch.empty(3, device="meta"))
+    assert make_optimizer([meta], name).param_groups[0]["fused"] is None
+
+
+def test_configure_optimizers_is_fused_on_the_cpu():
+    model = GenerativeLearner(sizes=[12, 4, 3])
+    assert model.configure_optimizers().param_groups[0]["fused"] is True

@@ -226,6 +226,22 @@ def test_wake_sleep_sends_no_gradient_through_samples():
     assert all(v.grad is None for v in net.V) and all(w.grad.abs().sum() > 0 for w in net.W)
 
 
+def test_hybrid_is_symmetric_plus_wake_sleep_on_the_same_draws():
+    net = tiny_net([5, 4, 3], tied=True)
+    x, y = torch.rand(4, 5, dtype=torch.float64).round(), torch.tensor([0, 1, 2, 1])
+    out = OBJECTIVES["hybrid"](net, x, y, generation_weight=0.3, sleep_weight=0.5,
+                               generator=torch.Generator().manual_seed(4))
+    sym = OBJECTIVES["symmetric"](net, x, y, generation_weight=0.3)
+    ws = OBJECTIVES["wake_sleep"](net, x, y, sleep_weight=0.5, generator=torch.Generator().manual_seed(4))
+    assert set(out) == {"loss", "recognition", "generation", "wake", "sleep"}
+    for key, ref in [("recognition", sym), ("generation", sym), ("wake", ws), ("sleep", ws)]:
+        torch.testing.assert_close(out[key], ref[key])
+    # the recognition term counted once
+    torch.testing.assert_close(out["loss"], sym["loss"] + ws["wake"] + 0.5 * ws["sleep"])
+    out["loss"].backward()
+    assert all(w.grad.abs().sum() > 0 for w in net.W)
+
+
 def test_objectives_are_batch_means_of_per_example_losses():
     net = tiny_net([5, 4, 3])
     x, y = torch.rand(6, 5, dtype=torch.float64).round(), torch.tensor([0, 1, 2, 0, 1, 2])

@@ -25,7 +25,14 @@ def test_report_tables_reading_and_targets(tmp_path):
     runs = [row("symmetric", True, s, a, -95.0 + s, -110.0) for s, a in enumerate([0.979, 0.981, 0.983])]
     runs += [row("discriminative", True, 0, 0.985, -300.0, -400.0),
              row("symmetric", False, 0, 0.978, -120.0, -160.0),
-             row("symmetric", True, 0, 0.95, -96.0, -111.0, variant="w1")]
+             row("symmetric", True, 0, 0.95, -96.0, -111.0, variant="w1"),
+             row("hybrid", True, 0, 0.97, -90.0, -100.0, sample_acc=0.96),
+             row("symmetric", True, 0, 0.984, -97.0, -112.0, variant="e60"),
+             row("symmetric", True, 1, 0.986, -97.0, -112.0, variant="e60"),
+             row("discriminative", True, 0, 0.987, -300.0, -400.0, variant="e60")]
+    runs[-5]["change"] = "weight 1"
+    for r in runs[-3:]:
+        r["change"], r["epochs"] = "60 epochs", 60
     (tmp_path / "runs").mkdir()
     for r in runs:
         (tmp_path / "runs" / f"{r['key']}.json").write_text(json.dumps(r))
@@ -33,13 +40,33 @@ def test_report_tables_reading_and_targets(tmp_path):
     write_report(tmp_path)
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert len(results["runs"]) == 6 and "curves" not in results["runs"][0]
+    assert len(results["runs"]) == 10 and "curves" not in results["runs"][0]
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| symmetric | tied | 3 | 20 | 98.10 ± 0.20 |" in md  # mean ± sd over the 3 seeds
-    assert "| symmetric (w1) | tied | 1 |" in md  # a variant is its own row
+    # variants get their own table, each under the matrix row it changes, and stay out of the matrix's
+    assert "| symmetric (w1) | tied" not in md and "| hybrid | tied" not in md
+    table = md[md.index("## Recipe variants"):]
+    base = "| mnist symmetric | — (the recipe) | 3 | 20 | 98.10 ± 0.20 |"
+    assert table.index(base) < table.index("| mnist symmetric (w1) | weight 1 | 1 | 20 | 95.00 |")
+    assert table.count(base) == 1  # the recipe's row once, above all its variants
+    assert "| mnist symmetric (e60) | 60 epochs | 2 | 60 | 98.50 ± 0.14 |" in table  # seeds pooled
+    assert "| mnist hybrid | hybrid | 1 | 20 | 97.00 | -100.0 | -90.0 (1000) | 96.0 |" in table
     assert "symmetric test accuracy ≥ 98.0%: 98.10% — met" in md
     assert "discriminative test accuracy ≥ 98.2%: 98.50% — met" in md
     assert "symmetric sample accuracy ≥ 95%: 90.00% — MISSED, missed by 5.00 points" in md
-    assert "best tied log-likelihood ≥ −100 nats (`symmetric`): -94.0 — met" in md
+    assert "best tied log-likelihood ≥ −100 nats (`hybrid`): -90.0 — met" in md
+    assert "best tied generative recipe, test accuracy ≥ 98.0% (`symmetric (e60)`, 2 seeds): 98.50% — met" in md
+    assert "best tied generative recipe, sample accuracy ≥ 95% (`hybrid`, 1 seed): 96.00% — met" in md
+    assert "discriminative test accuracy ≥ 98.2% (`discriminative (e60)`, 1 seed): 98.70% — met" in md
     assert "tied -94.0 vs untied -120.0 nats" in md  # claim 2's comparison, from the numbers
     assert (tmp_path / "curves_mnist.png").is_file()
+
+
+def test_report_lists_the_runs_not_made_yet(tmp_path):
+    (tmp_path / "runs").mkdir()
+    r = row("symmetric", True, 0, 0.97, -95.0, -110.0)
+    (tmp_path / "runs" / f"{r['key']}.json").write_text(json.dumps(r))
+    write_report(tmp_path, expected=[r["key"], "mnist-wake_sleep-tied-s0"])
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "1 of the 2 runs of `make reproduce` (matrix and variants) have no result yet" in md
+    assert "`mnist-wake_sleep-tied-s0`" in md and f"`{r['key']}`." not in md
