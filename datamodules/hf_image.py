@@ -18,9 +18,10 @@ from datamodules.errors import DataError
 from datamodules.sampling import ResumableLoader, ShardBatchSampler, TensorBatchDataset, identity
 
 BINARIZE_MODES = ("dynamic", "static", "none")
-# training batches whose random bytes are drawn together on the CPU: the fixed cost of each tensor op of
-# the draw is then paid once per block (see datamodules/binarize.py)
+# training batches whose random bytes are drawn together on the CPU (the fixed cost of each tensor op of
+# the draw is then paid once per block, see datamodules/binarize.py), fewer where 16 would pass 8 MiB
 DRAW_BLOCK = 16
+DRAW_BLOCK_BYTES = 2**23
 SPLITS = ("train", "val", "test")
 
 
@@ -371,21 +372,23 @@ class HFImageDataModule(pl.LightningDataModule):
     def _dynamic_draw(self, x: Tensor) -> Tensor:
         """Bernoulli(x / 255) of a training batch, a function of (seed, epoch, batch position, rank).
 
-        On the CPU the random bytes of ``DRAW_BLOCK`` consecutive batches are drawn in one call and the
-        block is kept for the batches that follow; a batch takes the first ``x.numel()`` bytes of its slot,
-        so a resumed run (which recomputes the block) gets the very same draws. Batches wider than a slot,
-        and batches on an accelerator, get a draw of their own.
+        On the CPU the random bytes of ``DRAW_BLOCK`` consecutive batches (fewer where that would pass
+        ``DRAW_BLOCK_BYTES``) are drawn in one call and the block is kept for the batches that follow; a
+        batch takes the first ``x.numel()`` bytes of its slot, so a resumed run (which recomputes the block)
+        gets the very same draws. Batches wider than a slot, and batches on an accelerator, get a draw of
+        their own.
         """
         epoch, position = self._draw_position()
         _, rank = self._dist_info()
         width = self.batch_size * self.input_dim
         if x.device.type != "cpu" or x.numel() > width:
             return bernoulli_grey(x, _mix_seed(self.seed, epoch, position, rank, 0xB1A5))
-        block, slot = divmod(position, DRAW_BLOCK)
+        per_block = max(1, min(DRAW_BLOCK, DRAW_BLOCK_BYTES // width))
+        block, slot = divmod(position, per_block)
         key = (epoch, block, rank, width)
         if self._block is None or self._block[0] != key:
-            u = bytes_below_255(DRAW_BLOCK * width, _mix_seed(self.seed, epoch, block, rank, 0xB10C))
-            self._block = (key, u.view(DRAW_BLOCK, width))
+            u = bytes_below_255(per_block * width, _mix_seed(self.seed, epoch, block, rank, 0xB10C))
+            self._block = (key, u.view(per_block, width))
         return threshold(self._block[1][slot, : x.numel()], x)
 
     def transform(self, x: Tensor, train: bool) -> Tensor:

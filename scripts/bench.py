@@ -41,6 +41,7 @@ from datamodules import MNISTDataModule  # noqa: E402
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet, make_optimizer  # noqa: E402
 
 SIZES = [784, 512, 512, 10]
+DATA_EPOCHS_PER_REPEAT = 3
 
 
 def mnist_dir(args) -> str | None:
@@ -254,8 +255,9 @@ def main(argv=None) -> None:
         arms = [(plain, plain_epoch), (fw, lambda a: framework_epoch(a, runs)), (bare, bare_lightning_epoch)]
         for times, fn in arms if r % 2 == 0 else arms[::-1]:
             times.append(fn(args))
-        data.append(data_epoch(args))
-        data_grey.append(data_epoch(args, binarize="none"))
+        for _ in range(DATA_EPOCHS_PER_REPEAT):  # a data epoch is short: more samples steady its median
+            data.append(data_epoch(args))
+            data_grey.append(data_epoch(args, binarize="none"))
         print(f"[bench] repeat {r + 1}: plain {plain[-1]:.2f}s framework {fw[-1]:.2f}s bare Lightning "
               f"{bare[-1]:.2f}s data {data[-1]:.3f}s", flush=True)
     ratios = [f / p_ for f, p_ in zip(fw, plain)]

@@ -238,7 +238,7 @@ def main(argv=None) -> None:
         for dataset in DATASETS:  # `--only reference-<dataset>`: just the reference classifier
             if args.only == f"reference-{dataset}":
                 refs[dataset] = train_reference(args, dataset, settings, out)
-        for row in rows(args.quick, args.variants):
+        for row in rows(args.quick, args.variants or bool(args.only)):  # --only picks among the variants too
             if args.only and args.only not in row["key"]:
                 continue
             path = out / "runs" / f"{row['key']}.json"

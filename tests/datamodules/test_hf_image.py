@@ -205,6 +205,15 @@ def test_dynamic_draw_depends_on_the_batch_position_only(grey_ds, cache_dir, mon
     # wider than a training batch: a draw of its own, still a function of the position
     wide = dm.split_tensors("train")[0][:20]
     assert torch.equal(at(dm, 4, wide), at(fresh, 4, wide))
+    # a block never holds more than DRAW_BLOCK_BYTES: here 3 batches a block, same draws whatever the jumps
+    monkeypatch.setattr("datamodules.hf_image.DRAW_BLOCK_BYTES", 3 * 8 * dm.input_dim)
+    small = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
+    small.setup("fit")
+    seq = [at(small, p, x) for p in range(7)]
+    assert small._block[1].shape[0] == 3
+    jumped = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
+    jumped.setup("fit")
+    assert all(torch.equal(at(jumped, p, x), seq[p]) for p in (5, 1, 6, 3))
 
 
 def test_static_binarization_is_fixed(grey_ds, cache_dir):
