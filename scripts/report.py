@@ -256,9 +256,9 @@ def write_report(out: Path, expected: list[str] | None = None) -> None:
     vt = variant_table(runs)
     if vt:
         md += ["## Recipe variants", "",
-               "Each variant changes one thing of the recipe (MNIST, tied) and is shown under the matrix row it "
-               "changes (means ± sd where seeds repeat); the same measurements as the tables above. Each run's "
-               "command is in `results.json`.", ""] + vt + [""]
+               "Each variant changes one or two things of the recipe (MNIST, tied) and is shown under the matrix "
+               "row it changes (means ± sd where seeds repeat); the same measurements as the tables above. Each "
+               "run's command is in `results.json`.", ""] + vt + [""]
         md += ["Sample grids:", ""]
         md += [f"- {label(first)}: ![{first['key']}]({first['samples_png']})" for first, _, _ in variant_groups(runs)]
         md.append("")
