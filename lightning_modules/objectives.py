@@ -62,11 +62,9 @@ def hybrid(
     terms train the same weights as stochastic belief networks, which is what ancestral samples and the
     importance-sampled likelihood measure, and which the deterministic terms alone leave loose.
     """
-    rec = F.cross_entropy(net.recognize(x), y)
-    gen = -log_bernoulli(x, net.generate_logits(y)).mean()
+    out = symmetric(net, x, y, generation_weight)
     wake, sleep = _wake_sleep_terms(net, x, y, generator)
-    loss = rec + generation_weight * gen + wake + sleep_weight * sleep
-    return {"loss": loss, "recognition": rec, "generation": gen, "wake": wake, "sleep": sleep}
+    return {**out, "loss": out["loss"] + wake + sleep_weight * sleep, "wake": wake, "sleep": sleep}
 
 
 def _wake_sleep_terms(net: CoupledSigmoidNet, x: Tensor, y: Tensor, generator: torch.Generator | None):

@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from report import MATRIX_OBJECTIVES as OBJECTIVES  # noqa: E402  (scripts/report.py: tables, curves, reading)
+from report import write_report  # noqa: E402
 
 from callbacks.sample_quality import SampleQuality  # noqa: E402
 from callbacks.samples import SampleGrid  # noqa: E402
@@ -36,7 +38,6 @@ from lightning_modules import GenerativeLearner  # noqa: E402
 from lightning_modules.reference import ReferenceCNN  # noqa: E402
 
 DATASETS = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule}
-OBJECTIVES = ("discriminative", "symmetric", "wake_sleep")
 
 # The recipe: one architecture for every row; objective options where the objective has them.
 RECIPE = {
@@ -91,7 +92,7 @@ def rows(quick: bool, variants: bool = False) -> list[dict]:
 
 
 def _row(dataset, objective, tied, seed, variant="", objective_kwargs=None, change="", **overrides) -> dict:
-    """One run; ``overrides`` (``hidden_sizes``, ``epochs``) replace the recipe's for a variant."""
+    """One run; ``overrides`` (``hidden_sizes``, ``epochs``, ``lr_schedule``) replace the recipe's for a variant."""
     name = f"{objective}_{variant}" if variant else objective
     return {"key": f"{dataset}-{name}-{'tied' if tied else 'untied'}-s{seed}", "dataset": dataset,
             "objective": objective, "tied": tied, "seed": seed, "variant": variant, "change": change,
@@ -254,8 +255,6 @@ def main(argv=None) -> None:
             write_json(path, result)
             print(f"[reproduce] {row['key']}: test_acc {result['test_acc']:.4f}, log_likelihood "
                   f"{result['log_likelihood']:.2f}, {result['wall_seconds']:.0f} s", flush=True)
-    from report import write_report  # scripts/report.py: tables, curves and the reading
-
     write_report(out, expected=[r["key"] for r in rows(args.quick, args.variants)])
 
 
