@@ -17,7 +17,6 @@ Prints one table and writes reports/bench.json and reports/BENCH.md:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -266,8 +265,8 @@ def main(argv=None) -> None:
     net = CoupledSigmoidNet(SIZES)
     x, y = eval_inputs(args, args.eval_images)
     samples = args.eval_images * 1000
-    chunk = inspect.signature(net.log_likelihood).parameters["max_chunk_elements"].default
-    rows = chunk // max(SIZES[:-1])  # the rows of one of log_likelihood's chunks
+    examples, per_example = net.block_shape(1000)
+    rows = examples * per_example  # the rows of one of log_likelihood's blocks
     ll_t, mm_t = [], []
     for r in range(args.repeats):
         t0 = time.perf_counter()

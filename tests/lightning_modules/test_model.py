@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet, fixed_binarize
+from lightning_modules.model import EXAMPLES_PER_DRAW, SAMPLES_PER_DRAW, even_softplus_sum_
 
 
 def tiny_net(sizes, tied=True, std=0.5, seed=0):
@@ -128,8 +129,17 @@ def test_log_likelihood_matches_enumeration():
     g = torch.Generator().manual_seed(0)
     est = net.log_likelihood(X, y, num_samples=20_000, generator=g, max_chunk_elements=2**16)
     assert (est - exact).abs().max() < 0.05, (est - exact).abs().max()
-    elbo = net.log_likelihood(X, y, num_samples=1, generator=g)
-    assert elbo.mean() < exact.mean()  # K = 1 is the ELBO: a lower bound on average
+    # K = 1 is an unbiased estimate of the ELBO, E_q[log p(x, h | y) - log q(h | x)], itself below log p(x | y)
+    H = all_states(net.sizes[1])
+    log_q = log_bern(H[None], (X @ net.W[0].T + net.b[0])[:, None])  # (B, S)
+    log_joint = log_bern(H[None], (net.onehot(y) @ net.W[1])[:, None] + net.c[1]) + log_bern(
+        X[:, None], (H @ net.W[0])[None] + net.c[0])
+    exact_elbo = (log_q.exp() * (log_joint - log_q)).sum(1)
+    assert (exact_elbo < exact - 0.01).all()
+    repeats = 1000  # separate calls: within one call, examples share uniforms (common random numbers)
+    elbo = torch.stack([net.log_likelihood(X, y, num_samples=1, generator=g) for _ in range(repeats)])
+    err = (elbo.mean(0) - exact_elbo).abs() / (elbo.std(0) / math.sqrt(repeats))
+    assert err.max() < 5, err  # within 5 standard errors for every example
 
 
 def exact_log_p_two_hidden(net, x, y):
@@ -154,6 +164,38 @@ def test_deep_log_likelihood_matches_enumeration_in_any_chunking(tied, max_chunk
     est = net.log_likelihood(X, y, 100_000, generator=torch.Generator().manual_seed(4),
                              max_chunk_elements=max_chunk_elements)
     assert (est - exact_log_p_two_hidden(net, X, y)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("d", [1, 3, 7, 12, 64, 784, 96])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_even_softplus_sum_is_softplus_minus_the_linear_half(d, dtype):
+    torch.manual_seed(d)
+    a = torch.cat([torch.randn(50, d) * 3, torch.randn(50, d) * 40, torch.zeros(1, d)]).to(dtype)  # deep tails too
+    a64 = a.double()  # F.softplus would cut off at 20; this is softplus to the last bit
+    want = (a64.clamp_min(0) + torch.log1p(torch.exp(-a64.abs())) - a64 / 2).sum(-1)
+    got = even_softplus_sum_(a.clone())
+    scale = a.double().abs().sum(-1) + d  # float32 sums of |a| round to a few ulps of it
+    assert ((got.double() - want).abs() / scale).max() < (1e-6 if dtype == torch.float32 else 1e-13)
+
+
+def test_log_likelihood_blocks_across_example_groups_and_sample_slices():
+    """More examples than share one draw and more samples than one slice: log p(x|y), whatever the blocks."""
+    net = tiny_net([5, 4, 4, 3])
+    X = all_states(5).repeat(2, 1)[: EXAMPLES_PER_DRAW + 9]
+    y = torch.arange(len(X)) % 3
+    K = SAMPLES_PER_DRAW * 20 + 500
+
+    def estimate(max_chunk_elements, num_samples=K):
+        g = torch.Generator().manual_seed(5)
+        return net.log_likelihood(X, y, num_samples, generator=g, max_chunk_elements=max_chunk_elements)
+
+    assert net.block_shape(K, 2**8) == (1, 50)  # 51 rows a block: a slice of 1000 samples in 20 blocks of 50
+    est = estimate(2**8)
+    assert (est - exact_log_p_two_hidden(net, X, y)).abs().max() < 0.05
+    # the uniforms are drawn per slice and group whatever the blocks, so the blocks change only rounding
+    torch.testing.assert_close(estimate(10**9), est)
+    assert net.block_shape(40, 2**10) == (5, 40)  # blocks of several examples when K is below a block's rows
+    torch.testing.assert_close(estimate(2**10, 40), estimate(10**9, 40))
 
 
 def test_monte_carlo_marginals_match_enumeration():
