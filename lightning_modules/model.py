@@ -23,7 +23,8 @@ METHODS = ("deterministic", "mean_variance")
 # log_likelihood's uniforms: drawn for this many samples at a time and shared by this many examples
 SAMPLES_PER_DRAW = 1000
 EXAMPLES_PER_DRAW = 32
-MAX_CHUNK_ELEMENTS = 2**20  # of its blocks: rows * the widest layer
+# of its blocks, rows * the widest layer: cache-sized on a CPU; an accelerator wants fewer, larger kernels
+MAX_CHUNK_ELEMENTS = {"cpu": 2**20, "other": 2**25}
 
 
 def log_bernoulli(x: Tensor, logits: Tensor) -> Tensor:
@@ -242,7 +243,7 @@ class CoupledSigmoidNet(nn.Module):
         y: Tensor,
         num_samples: int = 1000,
         generator: torch.Generator | None = None,
-        max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+        max_chunk_elements: int | None = None,
     ) -> Tensor:
         """Importance-sampling estimate of log p(x | y) in nats, shape (B,); K = 1 is the ELBO.
 
@@ -250,14 +251,15 @@ class CoupledSigmoidNet(nn.Module):
         that tightens as K grows; its gap at K = 1 measures how far q(h|x) is from p(h|x, y), i.e. how
         consistent the two networks are.
 
-        Work goes in blocks of (example, sample) rows, at most max_chunk_elements // max(d) of them, so the
-        buffers a block passes between its matrix products stay near the CPU's L2 cache (the default: 1,000
-        rows for MNIST, 3 MB in the pixel layer; 2**19 and 2**21 were 8% and 2% slower on 2 cores) and memory
-        is bounded whatever B and K are. The uniforms behind the
-        samples are drawn once per slice of samples and shared by EXAMPLES_PER_DRAW examples (common random
-        numbers): each example still gets K independent samples, so its estimate is unchanged in
-        distribution, while random-number generation, which costs more per number than a GEMM's row, shrinks
-        by that factor.
+        Work goes in blocks of (example, sample) rows, at most max_chunk_elements // max(d) of them (default:
+        MAX_CHUNK_ELEMENTS for the device), so memory is bounded whatever B and K are. On a CPU the buffers a
+        block passes between its matrix products stay near the L2 cache: 1,000 rows for MNIST, 3 MB in the
+        pixel layer (on 2 cores 2**19 and 2**22 elements were 12% and 21% slower, 2**21 as fast:
+        `scripts/ab_log_likelihood.py --blocks 19,20,21,22`). The uniforms behind the
+        samples are drawn once per slice of SAMPLES_PER_DRAW samples and shared by EXAMPLES_PER_DRAW examples
+        (common random numbers): each example still gets K independent samples, so its estimate is unchanged
+        in distribution, while random-number generation, which costs more per number than a GEMM does per
+        output, shrinks by that factor. The blocks do not change the draws, only the rounding.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -265,6 +267,8 @@ class CoupledSigmoidNet(nn.Module):
         if self.num_layers == 1:  # no hidden layer: p(x | y) is exact
             return log_bernoulli(x, self.generate_logits(y))
         per_draw = min(num_samples, SAMPLES_PER_DRAW)
+        if max_chunk_elements is None:
+            max_chunk_elements = MAX_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
         examples_per_block, per_block = self.block_shape(num_samples, max_chunk_elements)
         params = {  # plain tensors, once per call: indexing a ParameterList costs microseconds a block
             "up": [None] + [self.W[j].t().contiguous() for j in range(1, self.num_layers - 1)],
@@ -289,7 +293,7 @@ class CoupledSigmoidNet(nn.Module):
             out.append(torch.logsumexp(log_w, 1) - math.log(num_samples))
         return torch.cat(out)
 
-    def block_shape(self, num_samples: int, max_chunk_elements: int = MAX_CHUNK_ELEMENTS) -> tuple[int, int]:
+    def block_shape(self, num_samples: int, max_chunk_elements: int = MAX_CHUNK_ELEMENTS["cpu"]) -> tuple[int, int]:
         """(examples, samples of each) in one of log_likelihood's blocks: at most max_chunk_elements // max(d)
         rows, a slice of drawn samples split evenly."""
         rows = max(1, max_chunk_elements // max(self.sizes[:-1]))

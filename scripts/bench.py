@@ -37,7 +37,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
 from datamodules import MNISTDataModule  # noqa: E402
-from lightning_modules import OBJECTIVES, CoupledSigmoidNet, make_optimizer  # noqa: E402
+from lightning_modules import OBJECTIVES, CoupledSigmoidNet, GenerativeLearner, make_optimizer  # noqa: E402
 
 SIZES = [784, 512, 512, 10]
 DATA_EPOCHS_PER_REPEAT = 3
@@ -78,15 +78,30 @@ def framework_epoch(args, runs_dir: str) -> float:
     return timer.seconds[0]
 
 
-def bare_lightning_epoch(args) -> float:
-    """The floor of any Lightning run: the same LightningModule and DataModule in a bare pl.Trainer (no
-    logger, progress bar, checkpointing or callbacks other than the timer)."""
-    from lightning_modules import GenerativeLearner
+class ManualStepLearner(GenerativeLearner):
+    """The learner with manual optimization: its training_step runs zero_grad, backward and step itself, so
+    Lightning's optimizer closure is skipped (and with it Lightning's gradient clipping and accumulation)."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        out = super().training_step(batch, batch_idx)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(out["loss"])
+        opt.step()
+        return out
+
+
+def bare_lightning_epoch(args, manual: bool = False) -> float:
+    """The floor of any Lightning run: the same LightningModule and DataModule in a bare pl.Trainer (no
+    logger, progress bar, checkpointing or callbacks other than the timer); `manual`: manual optimization."""
     dm = MNISTDataModule(data_dir=mnist_dir(args))
     torch.manual_seed(0)
-    model = GenerativeLearner(hidden_sizes=SIZES[1:-1], input_dim=SIZES[0], num_classes=SIZES[-1],
-                              objective="symmetric", lr=1e-3)
+    model = (ManualStepLearner if manual else GenerativeLearner)(
+        hidden_sizes=SIZES[1:-1], input_dim=SIZES[0], num_classes=SIZES[-1], objective="symmetric", lr=1e-3)
     timer = EpochTimer()
     pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
@@ -94,14 +109,56 @@ def bare_lightning_epoch(args) -> float:
     return timer.seconds[0]
 
 
-def plain_epoch(args) -> float:
-    """The same epoch as a bare loop: same model, DataModule batches, Adam, objective."""
+class LinearProbe(pl.LightningModule):
+    """A 784 -> 10 softmax regression: a step with almost no work, so a bare Trainer's epoch minus a plain
+    loop's is Lightning's own cost per step."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(SIZES[0], SIZES[-1])
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.linear(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def lightning_step_overhead(args, repeats: int) -> dict:
+    """Seconds per step that a bare pl.Trainer adds to a plain loop, on a model whose step costs ~nothing."""
+    dm = MNISTDataModule(data_dir=mnist_dir(args))
+    dm.setup("fit")
+    steps = len(dm.train_dataloader())
+    bare, plain = [], []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        timer = EpochTimer()
+        pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                   callbacks=[timer]).fit(LinearProbe(), datamodule=dm)
+        bare.append(timer.seconds[0])
+        model = LinearProbe()
+        opt = model.configure_optimizers()
+        t0 = time.perf_counter()
+        for x, y in dm.train_dataloader():
+            loss = model.training_step((dm.transform(x, train=True), y), 0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        plain.append(time.perf_counter() - t0)
+    return {"seconds_per_step": (statistics.median(bare) - statistics.median(plain)) / steps, "steps": steps}
+
+
+def plain_epoch(args, compiled: bool = False) -> float:
+    """The same epoch as a bare loop: same model, DataModule batches, Adam, objective (through torch.compile
+    if `compiled`, as `--model.compile true` runs it; the first call of a process compiles)."""
     dm = MNISTDataModule(data_dir=mnist_dir(args))
     dm.setup("fit")
     torch.manual_seed(0)
     net = CoupledSigmoidNet(SIZES)
     opt = make_optimizer(net.parameters(), "adam", lr=1e-3)  # the framework's optimizer (fused Adam)
-    objective = OBJECTIVES["symmetric"]
+    objective = torch.compile(OBJECTIVES["symmetric"]) if compiled else OBJECTIVES["symmetric"]
     t0 = time.perf_counter()
     for x, y in dm.train_dataloader():
         x = dm.transform(x, train=True)
@@ -249,17 +306,22 @@ def main(argv=None) -> None:
 
     runs = tempfile.mkdtemp(prefix="coupled-bench-")
     data_epoch(args)  # warm the decoded-image cache
-    fw, bare, plain, data, data_grey = [], [], [], [], []
+    plain_epoch(args, compiled=True)  # compile once, outside the timings
+    fw, bare, manual, plain, compiled, data, data_grey = [], [], [], [], [], [], []
     for r in range(args.repeats):  # A/B interleaved, order alternating
-        arms = [(plain, plain_epoch), (fw, lambda a: framework_epoch(a, runs)), (bare, bare_lightning_epoch)]
+        arms = [(plain, plain_epoch), (fw, lambda a: framework_epoch(a, runs)), (bare, bare_lightning_epoch),
+                (manual, lambda a: bare_lightning_epoch(a, manual=True)),
+                (compiled, lambda a: plain_epoch(a, compiled=True))]
         for times, fn in arms if r % 2 == 0 else arms[::-1]:
             times.append(fn(args))
         for _ in range(DATA_EPOCHS_PER_REPEAT):  # a data epoch is short: more samples steady its median
             data.append(data_epoch(args))
             data_grey.append(data_epoch(args, binarize="none"))
         print(f"[bench] repeat {r + 1}: plain {plain[-1]:.2f}s framework {fw[-1]:.2f}s bare Lightning "
-              f"{bare[-1]:.2f}s data {data[-1]:.3f}s", flush=True)
+              f"{bare[-1]:.2f}s (manual {manual[-1]:.2f}s) compiled {compiled[-1]:.2f}s "
+              f"data {data[-1]:.3f}s", flush=True)
     ratios = [f / p_ for f, p_ in zip(fw, plain)]
+    overhead = lightning_step_overhead(args, args.repeats)
 
     torch.manual_seed(0)
     net = CoupledSigmoidNet(SIZES)
@@ -280,8 +342,15 @@ def main(argv=None) -> None:
     result = {
         "train_ratio": statistics.median(ratios),
         "train_epoch_seconds": {"framework": statistics.median(fw), "plain": statistics.median(plain),
-                                "bare_lightning": statistics.median(bare)},
+                                "bare_lightning": statistics.median(bare),
+                                "bare_lightning_manual": statistics.median(manual),
+                                "plain_compiled": statistics.median(compiled)},
+        "compiled_ratio": statistics.median([c / p_ for c, p_ in zip(compiled, plain)]),
         "bare_lightning_ratio": statistics.median([b / p_ for b, p_ in zip(bare, plain)]),
+        "bare_lightning_manual_ratio": statistics.median([m / p_ for m, p_ in zip(manual, plain)]),
+        # Lightning's own cost per step (LinearProbe) over the plain step: the ratio no Lightning run can beat
+        "lightning_step_overhead_us": overhead["seconds_per_step"] * 1e6,
+        "lightning_floor_ratio": 1 + overhead["seconds_per_step"] * overhead["steps"] / statistics.median(plain),
         "data_fraction": statistics.median(data) / statistics.median(fw),
         "data_epoch_seconds": statistics.median(data),
         "data_fraction_without_binarization": statistics.median(data_grey) / statistics.median(fw),
@@ -311,8 +380,19 @@ def write_markdown(r: dict, path: Path) -> None:
          f"{r['train_epoch_seconds']['framework']:.2f} s vs {r['train_epoch_seconds']['plain']:.2f} s"),
     ]
     if "bare_lightning_ratio" in r:
-        rows.append(("training: bare pl.Trainer / plain epoch (the floor)", f"{r['bare_lightning_ratio']:.3f}x", "",
-                     f"{r['train_epoch_seconds']['bare_lightning']:.2f} s: no logger, bar or callbacks"))
+        rows.append(("training: bare pl.Trainer / plain epoch", f"{r['bare_lightning_ratio']:.3f}x", "",
+                     f"{r['train_epoch_seconds']['bare_lightning']:.2f} s: this module, no logger, bar or callbacks"))
+    if "bare_lightning_manual_ratio" in r:
+        rows.append(("training: the same, manual optimization / plain epoch",
+                     f"{r['bare_lightning_manual_ratio']:.3f}x", "",
+                     f"{r['train_epoch_seconds']['bare_lightning_manual']:.2f} s: no optimizer closure"))
+    if "lightning_floor_ratio" in r:
+        rows.append(("training: Lightning's own cost per step / plain step", f"{r['lightning_floor_ratio']:.3f}x",
+                     "", f"{r['lightning_step_overhead_us']:.0f} µs a step: bare pl.Trainer vs loop on a "
+                     "784→10 linear model"))
+    if "compiled_ratio" in r:
+        rows.append(("training: plain loop, objective through torch.compile / eager", f"{r['compiled_ratio']:.3f}x",
+                     "", f"{r['train_epoch_seconds']['plain_compiled']:.2f} s: what `--model.compile true` buys"))
     rows += [
         ("data: DataModule epoch / training epoch", f"{r['data_fraction']:.2%}", "≤ 2%",
          f"{r['data_epoch_seconds']:.3f} s; without the Bernoulli draw (binarize none): "

@@ -45,12 +45,26 @@ def test_sizes_follow_the_data():
         (dict(sizes=[12, 3], objective="contrastive"), "unknown objective 'contrastive'"),
         (dict(sizes=[12, 3], lr=0.0), "lr must be > 0"),
         (dict(sizes=[12, 3], objective_kwargs={"temperature": 2}), "no option(s) temperature"),
+        (dict(sizes=[12, 4, 3], objective="wake_sleep", compile=True), "model.compile supports the deterministic"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(kwargs, message):
     with pytest.raises(ConfigError) as err:
         GenerativeLearner(**kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_compiled_objective_trains_the_same_weights_as_eager():
+    """model.compile changes how the step runs, not what it computes: same data, same seed, same weights."""
+    weights = {}
+    for compiled in (False, True):
+        pl.seed_everything(0)
+        model = GenerativeLearner(hidden_sizes=[8, 6], input_dim=12, num_classes=3, compile=compiled)
+        trainer(max_epochs=2).fit(model, loader(), loader())
+        weights[compiled] = [p.detach().clone() for p in model.parameters()]
+        assert (model._compiled_objective is not None) == compiled
+    for eager, compiled in zip(weights[False], weights[True]):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
