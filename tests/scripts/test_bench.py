@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -53,3 +54,13 @@ def test_markdown_lists_gpu_epochs_when_measured(tmp_path):
     text = path.read_text()
     assert "| GPU epoch, bs128_eager | 0.210 s | ≤ 0.3 s (bs128) | NVIDIA H100 |" in text
     assert "GPU: not measured" not in text
+
+
+def test_device_epochs_runs_every_mode_and_the_flop_floor(tmp_path, tiny_data):
+    """The GPU section's loop, on the CPU and a tiny dataset: it must run before a GPU session spends time on it."""
+    (tmp_path / "mnist").symlink_to(tiny_data)
+    out = bench.device_epochs(argparse.Namespace(data_dir=str(tmp_path)), bench.torch.device("cpu"),
+                              batch_sizes=(64,), epochs=2, val_size=50)
+    assert set(out) == {"bs64_eager", "bs64_compile", "flop_floor_seconds", "device"}
+    assert all(isinstance(out[k], float) and out[k] > 0 for k in ("bs64_eager", "bs64_compile")), out
+    assert 0 < out["flop_floor_seconds"] < out["bs64_eager"]
