@@ -507,10 +507,15 @@ def check_cpu_devices(accelerator: Any, devices: Any) -> None:
         name in (None, "auto") and not torch.cuda.is_available()
         and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
     )
-    if not on_cpu or isinstance(devices, bool):
+    if not on_cpu or devices in (None, "auto"):
         return
     if isinstance(devices, str) and devices.strip().isdigit():
         devices = int(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        # Lightning raises a TypeError from deep in its device parsing for these
+        raise ConfigError(
+            f"--trainer.devices {devices!r} is not a number of CPU processes: give a positive integer or auto"
+        )
     cpus = os.cpu_count() or 1
     if isinstance(devices, int) and devices > cpus:
         raise ConfigError(

@@ -178,6 +178,8 @@ CASES: list[tuple[str, Args, list[str]]] = [
     ("more_cpu_processes_than_cpus", _const("--trainer.accelerator", "cpu", "--trainer.devices", "1000"),
      ["--trainer.devices 1000 asks for 1000 CPU processes"]),
     ("zero_devices", _const("--trainer.devices", "0"), ["--trainer", "devices"]),
+    ("devices_not_a_number", _const("--trainer.accelerator", "cpu", "--trainer.devices", "abc"),
+     ["--trainer.devices 'abc' is not a number of CPU processes", "positive integer"]),
     ("unknown_accelerator", _const("--trainer.accelerator", "nope"), ["--trainer", "accelerator='nope'"]),
     ("unknown_strategy", _const("--trainer.strategy", "nope"), ["--trainer", "strategy='nope'"]),
 ]
