@@ -48,11 +48,14 @@ def test_markdown_has_every_measure_with_its_target_and_command(tmp_path):
 
 
 def test_markdown_lists_gpu_epochs_when_measured(tmp_path):
-    gpu = {"bs128_eager": 0.21, "bs1024_compile": 0.05, "flop_floor_seconds": 0.01, "device": "NVIDIA H100"}
+    gpu = {"bs128_eager": 0.21, "bs128_cudagraphs": "failed: RuntimeError: x | y", "bs1024_compile": 0.05,
+           "flop_floor_seconds": 0.01, "device": "NVIDIA H100"}
     path = tmp_path / "BENCH.md"
-    bench.write_markdown(result(gpu_epoch_seconds=gpu), path)
+    bench.write_markdown(result(gpu_epoch_seconds=gpu, gpu_command="python scripts/bench.py --gpu-only"), path)
     text = path.read_text()
-    assert "| GPU epoch, bs128_eager | 0.210 s | ≤ 0.3 s (bs128) | NVIDIA H100 |" in text
+    assert "| GPU epoch, bs128_eager | 0.210 s | ≤ 0.3 s | NVIDIA H100; `python scripts/bench.py --gpu-only` |" in text
+    assert "| GPU epoch, bs128_cudagraphs | failed: RuntimeError: x / y | ≤ 0.3 s |" in text  # the table holds
+    assert "| GPU epoch, bs1024_compile | 0.050 s |  |" in text
     assert "GPU: not measured" not in text
 
 
