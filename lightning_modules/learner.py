@@ -31,8 +31,9 @@ class GenerativeLearner(pl.LightningModule):
         eval_num_samples: K of the importance-sampled test log-likelihood.
         self_consistency_per_class: generated samples per class scored by the recognition pass.
         compile: run the objective (forward and backward) through ``torch.compile``, which fuses its
-            elementwise work: 5% faster epochs of the paper's model on a 2-core CPU (``reports/BENCH.md``), at
-            the price of compiling during the first steps. Deterministic objectives only.
+            elementwise work: epochs of the paper's model 4% shorter on a 2-core CPU (the compiled row of
+            ``reports/BENCH.md``), at the price of compiling during the first steps. Deterministic objectives
+            only; evaluation stays eager.
         seed: seeds the model's own randomness: the one fixed binarization of the test set, the samples
             of stochastic objectives (per step, so a resumed run draws what an uninterrupted one would)
             and the evaluation samples.
