@@ -26,6 +26,7 @@ def result(**extra) -> dict:
          "eval_flops_fraction": 0.74, "eval": {"images": 500, "K": 1000, "seconds": 5.0, "gflops_achieved": 210.0,
                                                "gflops_matmul": 284.0},
          "train_peak_rss_mb": 570.0, "eval_peak_rss_mb": 520.0, "gpu_epoch_seconds": None, "repeats": 5,
+         "train_repeats": 9,
          "machine": {"processor": "x86_64", "cpus": 2, "torch": "2.13.0+cpu"}, "command": "make bench"}
     r.update(extra)
     return r
@@ -36,6 +37,7 @@ def test_markdown_has_every_measure_with_its_target_and_command(tmp_path):
     bench.write_markdown(result(), path)
     text = path.read_text()
     assert "Produced by `make bench`" in text
+    assert "medians of A/B-interleaved repeats: 9 for training and data, 5 for evaluation" in text
     for row in ("| training: framework / plain epoch | 1.180x | ≤ 1.05x |",
                 "| training: the same, manual optimization / plain epoch | 1.080x |",
                 "| training: Lightning's own cost per step / plain step | 1.084x |",
