@@ -276,7 +276,7 @@ class CoupledSigmoidNet(nn.Module):
         }
         out = []
         for i in range(0, x.shape[0], EXAMPLES_PER_DRAW):
-            pre = self._per_example_terms(x[i : i + EXAMPLES_PER_DRAW], y[i : i + EXAMPLES_PER_DRAW])
+            pre = self._per_example_terms(x[i : i + EXAMPLES_PER_DRAW], y[i : i + EXAMPLES_PER_DRAW], params)
             n_ex = pre["a1"].shape[0]
             log_w = torch.empty(n_ex, num_samples, dtype=x.dtype, device=x.device)
             for s0 in range(0, num_samples, per_draw):
@@ -301,7 +301,7 @@ class CoupledSigmoidNet(nn.Module):
         per_block = -(-per_draw // -(-per_draw // rows))
         return max(1, rows // per_block), per_block
 
-    def _per_example_terms(self, x: Tensor, y: Tensor) -> dict:
+    def _per_example_terms(self, x: Tensor, y: Tensor, params: dict) -> dict:
         """What log w needs of x and y alone, computed once instead of once per sample.
 
         log Bern(v; sigmoid(a)) = v.a - sum softplus(a). The pixel layer's log p term x.(V1^T h1 + c0) is
@@ -314,7 +314,7 @@ class CoupledSigmoidNet(nn.Module):
         """
         a1 = self.up_logits(0, x)
         g_top = self.down_logits(self.num_layers - 1, self.onehot(y))
-        V = [self.down_weight(j) for j in range(self.num_layers)]
+        V = params["down"]
         v = [torch.zeros(x.shape[0], d, dtype=x.dtype, device=x.device) for d in self.sizes[1:-1]]
         v[0] += x @ V[0].t() - a1 - V[0].sum(1) / 2  # the pixel layer's - sum g0 / 2
         v[-1] += g_top

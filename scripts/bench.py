@@ -106,11 +106,28 @@ def bare_lightning_epoch(args, manual: bool = False) -> float:
     torch.manual_seed(0)
     model = (ManualStepLearner if manual else GenerativeLearner)(
         hidden_sizes=SIZES[1:-1], input_dim=SIZES[0], num_classes=SIZES[-1], objective="symmetric", lr=1e-3)
+    return bare_trainer_epoch(model, dm)
+
+
+def bare_trainer_epoch(model: pl.LightningModule, dm) -> float:
+    """Seconds of one training epoch in a pl.Trainer with no logger, progress bar, checkpointing or callback
+    other than the timer."""
     timer = EpochTimer()
     pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                callbacks=[timer]).fit(model, datamodule=dm)
     return timer.seconds[0]
+
+
+def plain_loop_epoch(dm, loss_fn, opt) -> float:
+    """Seconds of one epoch of a plain loop over the DataModule's training batches: transform, loss, step."""
+    t0 = time.perf_counter()
+    for x, y in dm.train_dataloader():
+        loss = loss_fn(dm.transform(x, train=True), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
 
 
 class LinearProbe(pl.LightningModule):
@@ -137,20 +154,10 @@ def lightning_step_overhead(args, repeats: int) -> dict:
     bare, plain = [], []
     for _ in range(repeats):
         torch.manual_seed(0)
-        timer = EpochTimer()
-        pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                   callbacks=[timer]).fit(LinearProbe(), datamodule=dm)
-        bare.append(timer.seconds[0])
+        bare.append(bare_trainer_epoch(LinearProbe(), dm))
         model = LinearProbe()
-        opt = model.configure_optimizers()
-        t0 = time.perf_counter()
-        for x, y in dm.train_dataloader():
-            loss = model.training_step((dm.transform(x, train=True), y), 0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        plain.append(time.perf_counter() - t0)
+        plain.append(plain_loop_epoch(dm, lambda x, y, m=model: m.training_step((x, y), 0),
+                                      model.configure_optimizers()))
     return {"seconds_per_step": (statistics.median(bare) - statistics.median(plain)) / steps, "steps": steps}
 
 
@@ -163,14 +170,7 @@ def plain_epoch(args, compiled: bool = False) -> float:
     net = CoupledSigmoidNet(SIZES)
     opt = make_optimizer(net.parameters(), "adam", lr=1e-3)  # the framework's optimizer (fused Adam)
     objective = torch.compile(OBJECTIVES["symmetric"]) if compiled else OBJECTIVES["symmetric"]
-    t0 = time.perf_counter()
-    for x, y in dm.train_dataloader():
-        x = dm.transform(x, train=True)
-        loss = objective(net, x, y)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t0
+    return plain_loop_epoch(dm, lambda x, y: objective(net, x, y)["loss"], opt)
 
 
 def data_epoch(args, binarize: str = "dynamic") -> float:
