@@ -9,10 +9,12 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .errors import CheckpointError, ConfigError
+from .fitted import PROPOSAL_INITS, fit_proposal
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
@@ -24,11 +26,17 @@ class GenerativeLearner(pl.LightningModule):
         hidden_sizes: hidden layer widths; the input size and class count come from the data
             (`input_dim`, `num_classes`, linked from the DataModule by the CLI).
         sizes: the full list [d0, d1, ..., C]; an alternative to hidden_sizes + the data's sizes.
-        objective: "discriminative", "symmetric" (the paper's), "wake_sleep" or "hybrid" (symmetric + wake-sleep).
+        objective: "discriminative", "symmetric" (the paper's), "wake_sleep", "hybrid" (symmetric + wake-sleep),
+            "rws" (reweighted wake-sleep) or "vimco" (the K-sample bound); see `objectives.py`.
         objective_kwargs: options of the objective, e.g. {"generation_weight": 0.5}.
         tied: share W between recognition (W) and generation (W^T); False is the untied ablation.
         optimizer, lr, weight_decay: see :func:`make_optimizer` (fused kernels where the device has them).
         eval_num_samples: K of the importance-sampled test log-likelihood.
+        fitted_proposal_steps: > 0 adds ``test/log_likelihood_fitted``: the same estimate with a recognition
+            network fitted to the frozen generator by this many RWS wake-q steps (Adam at `lr`, K = 5, batch 128)
+            on the training images
+            (``fitted.py``); it measures the generator alone, ``fitted - own`` the pair's inconsistency.
+        fitted_proposal_init: that network's start: ``fresh`` (random) or ``own`` (a copy of the coupled one).
         self_consistency_per_class: generated samples per class scored by the recognition pass.
         compile: run the objective (forward and backward) through ``torch.compile``, which fuses its
             elementwise work: epochs of the paper's model 4% shorter on a 2-core CPU (the compiled row of
@@ -56,6 +64,8 @@ class GenerativeLearner(pl.LightningModule):
         lr_step_size: int = 10,
         lr_gamma: float = 0.5,
         eval_num_samples: int = 1000,
+        fitted_proposal_steps: int = 0,
+        fitted_proposal_init: Literal["fresh", "own"] = "fresh",
         self_consistency_per_class: int = 1000,
         compile: bool = False,
         seed: int = 0,
@@ -68,8 +78,12 @@ class GenerativeLearner(pl.LightningModule):
             raise ConfigError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
-        if eval_num_samples < 1 or self_consistency_per_class < 0:
-            raise ConfigError("eval_num_samples must be >= 1 and self_consistency_per_class >= 0")
+        if eval_num_samples < 1 or self_consistency_per_class < 0 or fitted_proposal_steps < 0:
+            raise ConfigError("eval_num_samples must be >= 1, self_consistency_per_class and "
+                              "fitted_proposal_steps >= 0")
+        if fitted_proposal_init not in PROPOSAL_INITS:
+            raise ConfigError(f"model.fitted_proposal_init must be one of {', '.join(PROPOSAL_INITS)}, "
+                              f"got {fitted_proposal_init!r}")
         self.net = CoupledSigmoidNet(self._resolve_sizes(), tied=tied, learn_prior=learn_prior)
         self.objective = OBJECTIVES[objective]
         self.objective_kwargs = dict(objective_kwargs or {})
@@ -90,6 +104,8 @@ class GenerativeLearner(pl.LightningModule):
         self.self_consistency = MulticlassAccuracy(C, average="micro")
         self.test_elbo = MeanMetric()
         self.test_log_likelihood = MeanMetric()
+        self.test_log_likelihood_fitted = MeanMetric()
+        self._proposal: CoupledSigmoidNet | None = None  # fitted at test start, not a submodule (not saved)
 
     def _resolve_sizes(self) -> list[int]:
         hp = self.hparams
@@ -124,6 +140,14 @@ class GenerativeLearner(pl.LightningModule):
                 f"objective {self.hparams.objective!r} has no option(s) {', '.join(unknown)}; "
                 f"its options are: {', '.join(allowed) or 'none'}"
             )
+        for name, value in self.objective_kwargs.items():
+            if name.endswith("_weight") and not (isinstance(value, (int, float)) and value >= 0):
+                raise ConfigError(f"model.objective_kwargs.{name} must be a number >= 0, got {value!r}")
+            if name == "num_samples":
+                least = 2 if self.hparams.objective == "vimco" else 1  # vimco's leave-one-out baselines
+                if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                    raise ConfigError(f"model.objective_kwargs.num_samples must be an integer >= {least}, "
+                                      f"got {value!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
@@ -196,6 +220,24 @@ class GenerativeLearner(pl.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     # ---- test: the evaluation protocol of METHOD.md ----
+    def on_test_start(self) -> None:
+        self.__dict__["_proposal"] = None
+        steps = self.hparams.get("fitted_proposal_steps", 0)
+        split = getattr(getattr(self.trainer, "datamodule", None), "split_tensors", None)
+        if not steps:
+            return
+        if split is None:
+            rank_zero_warn("model.fitted_proposal_steps needs a DataModule with split_tensors('train'): "
+                           "test/log_likelihood_fitted is not computed")
+            return
+        x, y = split("train")
+        x = x.to(self.device, self.net.W[0].dtype) / (255 if x.dtype == torch.uint8 else 1)
+        # every rank fits the same proposal: same data, same seed
+        self.__dict__["_proposal"] = fit_proposal(
+            self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "fresh"),
+            lr=self.hparams.lr, seed=self._seed(6),
+        )
+
     def test_step(self, batch, batch_idx):
         x, y = batch
         self.test_acc.update(self.net.recognize(x), y)
@@ -208,6 +250,11 @@ class GenerativeLearner(pl.LightningModule):
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/elbo", self.test_elbo, on_epoch=True)
         self.log("test/log_likelihood", self.test_log_likelihood, on_epoch=True)
+        if self._proposal is not None:
+            g = self._generator(7, batch_idx, self.global_rank)
+            self.test_log_likelihood_fitted.update(
+                self._proposal.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
+            self.log("test/log_likelihood_fitted", self.test_log_likelihood_fitted, on_epoch=True)
 
     def predict_step(self, batch, batch_idx):
         """Class probabilities q(y|x) of the deterministic pass (batches of x, or of (x, y))."""
@@ -224,12 +271,15 @@ class GenerativeLearner(pl.LightningModule):
             self.self_consistency.update(logits, labels)
         self.log("test/self_consistency", self.self_consistency)
 
-    def _generator(self, *stream: int) -> torch.Generator:
-        """A generator for one named stream of draws, e.g. (purpose, step, rank): reproducible anywhere."""
+    def _seed(self, *stream: int) -> int:
         seed = self.hparams.seed
         for part in stream:
             seed = (seed * 1_000_003 + part + 1) % 2**61
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return seed
+
+    def _generator(self, *stream: int) -> torch.Generator:
+        """A generator for one named stream of draws, e.g. (purpose, step, rank): reproducible anywhere."""
+        return torch.Generator(device=self.device).manual_seed(self._seed(*stream))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # one clear line, naming the file, instead of load_state_dict's size-mismatch dump

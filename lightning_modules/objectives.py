@@ -6,13 +6,14 @@ every part can be logged and checked on its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import CoupledSigmoidNet, log_bernoulli
+from .model import CoupledSigmoidNet, bernoulli, log_bernoulli
 
 
 def discriminative(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str = "deterministic") -> dict:
@@ -77,9 +78,110 @@ def _wake_sleep_terms(net: CoupledSigmoidNet, x: Tensor, y: Tensor, generator: t
     return wake, sleep
 
 
+def sample_q(
+    net: CoupledSigmoidNet, x: Tensor, num_samples: int, generator: torch.Generator | None = None
+) -> tuple[list[Tensor], Tensor]:
+    """K hidden states per example from q(h|x) and their log q, with gradient: ([x0, x1, .., x(n-1)], (K, B)).
+
+    Rows are sample-major (row s * B + i is sample s of example i), so all K samples go through one matrix
+    product per layer; x0 is x itself. The logits that draw a layer also give its log q, so each layer's
+    matrix product is done once. The states carry no gradient.
+    """
+    B = x.shape[0]
+    h = x.repeat(num_samples, 1)
+    states, log_q = [h], x.new_zeros(h.shape[0])
+    for k in range(net.num_layers - 1):
+        a = net.up_logits(k, h)
+        h = bernoulli(torch.sigmoid(a.detach()), generator)
+        log_q = log_q + log_bernoulli(h, a)
+        states.append(h)
+    return states, log_q.view(num_samples, B)
+
+
+def rws(
+    net: CoupledSigmoidNet,
+    x: Tensor,
+    y: Tensor,
+    num_samples: int = 5,
+    generation_weight: float = 1.0,
+    q_weight: float = 1.0,
+    sleep_weight: float = 0.0,
+    recognition_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
+
+    K states h^k ~ q(h|x), normalised weights w~_k ∝ p(x, h^k | y) / q(h^k | x) (constants: no gradient
+    through samples or weights). The p-term -Σ w~_k log p(x, h^k|y) is a self-normalised estimate of
+    -∇ log p(x|y), so it approaches the exact gradient as K grows; the q-term -Σ w~_k log q(h^k|x) fits q
+    to the posterior (wake-q); sleep is wake-sleep's dreamed -log q(h~, y|x~); plus the deterministic
+    -log q(y|x). `bound` is the K-sample bound log (1/K) Σ_k w_k, logged, not trained on.
+    """
+    y_rep = y.repeat(num_samples)
+    states, log_q = sample_q(net, x, num_samples, generator)
+    log_p = net.log_p_given_class(states, y_rep).view_as(log_q)
+    with torch.no_grad():
+        log_w = log_p - log_q
+        w = torch.softmax(log_w, 0)
+        bound = (torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
+    gen = -(w * log_p).sum(0).mean()
+    q_term = -(w * log_q).sum(0).mean()
+    rec = F.cross_entropy(net.recognize(x), y)
+    loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
+    out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
+    if sleep_weight:
+        with torch.no_grad():
+            down = net.sample_down(y, generator)[:-1]
+        sleep = -(net.log_q_hidden(down) + net.log_q_class(down[-1], y)).mean()
+        loss = loss + sleep_weight * sleep
+        out["sleep"] = sleep
+    return {"loss": loss, **out}
+
+
+def vimco(
+    net: CoupledSigmoidNet,
+    x: Tensor,
+    y: Tensor,
+    num_samples: int = 5,
+    generation_weight: float = 1.0,
+    recognition_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """VIMCO (Mnih & Rezende 2016): maximise L_K = log (1/K) Σ_k p(x, h^k|y) / q(h^k|x), plus -log q(y|x).
+
+    The gradient of L_K is Σ_k w~_k ∇ log w_k (the pathwise part, exact for p) plus the score-function part
+    Σ_k (L_K - L_K^(-k)) ∇ log q(h^k|x), where L_K^(-k) replaces log w_k by the mean of the others (the
+    leave-one-out baseline): each sample's learning signal is how much it adds to the bound. `bound` is the
+    batch mean of L_K. Needs K >= 2.
+    """
+    if num_samples < 2:
+        raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
+    K = num_samples
+    states, log_q = sample_q(net, x, K, generator)
+    log_w = net.log_p_given_class(states, y.repeat(K)).view_as(log_q) - log_q
+    with torch.no_grad():
+        lw = log_w.detach()
+        bound_per_example = torch.logsumexp(lw, 0) - math.log(K)
+        w = torch.softmax(lw, 0)
+        # log w_k replaced by the mean of the other K-1: L_K^(-k) for every k at once, (K, K, B)
+        others = (lw.sum(0, keepdim=True) - lw) / (K - 1)
+        replaced = lw.unsqueeze(0).expand(K, -1, -1).clone()
+        idx = torch.arange(K, device=lw.device)
+        replaced[idx, idx] = others
+        signal = bound_per_example - (torch.logsumexp(replaced, 1) - math.log(K))
+    surrogate = (w * log_w).sum(0) + (signal * log_q).sum(0)  # its gradient is VIMCO's estimate of ∇ L_K
+    bound = bound_per_example.mean()
+    gen = -(surrogate - surrogate.detach()).mean() - bound  # the value -L_K, the gradient the surrogate's
+    rec = F.cross_entropy(net.recognize(x), y)
+    return {"loss": recognition_weight * rec + generation_weight * gen, "recognition": rec,
+            "generation": gen, "bound": bound}
+
+
 OBJECTIVES: dict[str, Callable[..., dict]] = {
     "discriminative": discriminative,
     "symmetric": symmetric,
     "wake_sleep": wake_sleep,
     "hybrid": hybrid,
+    "rws": rws,
+    "vimco": vimco,
 }

@@ -46,6 +46,13 @@ def test_sizes_follow_the_data():
         (dict(sizes=[12, 3], lr=0.0), "lr must be > 0"),
         (dict(sizes=[12, 3], objective_kwargs={"temperature": 2}), "no option(s) temperature"),
         (dict(sizes=[12, 4, 3], objective="wake_sleep", compile=True), "model.compile supports the deterministic"),
+        (dict(sizes=[12, 3], objective_kwargs={"generation_weight": -1}), "generation_weight must be a number >= 0"),
+        (dict(sizes=[12, 3], objective_kwargs={"generation_weight": "abc"}), "must be a number >= 0, got 'abc'"),
+        (dict(sizes=[12, 4, 3], objective="rws", objective_kwargs={"q_weight": -0.5}), "q_weight must be"),
+        (dict(sizes=[12, 4, 3], objective="rws", objective_kwargs={"num_samples": 0}), "integer >= 1"),
+        (dict(sizes=[12, 4, 3], objective="vimco", objective_kwargs={"num_samples": 1}), "integer >= 2"),
+        (dict(sizes=[12, 4, 3], fitted_proposal_steps=-1), "fitted_proposal_steps >= 0"),
+        (dict(sizes=[12, 4, 3], fitted_proposal_init="best"), "fitted_proposal_init must be one of fresh, own"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(kwargs, message):
@@ -107,6 +114,35 @@ def test_test_protocol_logs_every_metric_and_elbo_bounds_likelihood():
     # the likelihood is computed on a fixed binarization: testing twice gives the same numbers
     again = t.test(model, loader(), verbose=False)[0]
     assert again["test/log_likelihood"] == pytest.approx(m["test/log_likelihood"], abs=1e-6)
+
+
+class BlobData(pl.LightningDataModule):
+    """Loaders plus the raw training tensors, which the fitted-proposal likelihood reads."""
+
+    def split_tensors(self, split):
+        x, y = blobs(96)
+        return (x * 255).round().to(torch.uint8), y
+
+    def train_dataloader(self):
+        return loader(shuffle=True)
+
+    def test_dataloader(self):
+        return loader()
+
+
+def test_fitted_proposal_likelihood_is_logged_and_beats_a_poor_own_proposal():
+    """Untied and without its q-term, the pair's recognition network never learns the generator's posterior
+    (only the class); a recognition network fitted to the frozen generator is a far better proposal."""
+    pl.seed_everything(0)
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, eval_num_samples=5,
+                              self_consistency_per_class=0, fitted_proposal_steps=300, objective="rws",
+                              objective_kwargs={"q_weight": 0.0}, lr=0.05, tied=False)
+    t = trainer(max_epochs=10)
+    t.fit(model, datamodule=BlobData())
+    m = t.test(model, datamodule=BlobData(), verbose=False)[0]
+    assert m["test/log_likelihood_fitted"] > m["test/log_likelihood"]
+    assert m["test/log_likelihood_fitted"] <= 0
+    assert "_proposal" not in dict(model.named_modules()) and not any("proposal" in k for k in model.state_dict())
 
 
 def test_hyperparameters_and_weights_round_trip_through_a_checkpoint(tmp_path):
