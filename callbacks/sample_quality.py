@@ -14,14 +14,25 @@ from torch import Tensor
 
 from lightning_modules.model import CoupledSigmoidNet
 
+SAMPLE_KINDS = ("binary", "means")
+
 
 @torch.no_grad()
-def class_samples(net: CoupledSigmoidNet, per_class: int, seed: int = 0, chunk: int = 4096) -> tuple[Tensor, Tensor]:
-    """`per_class` ancestral pixel samples for every class, in class order: (x (C*per_class, d0), y)."""
+def class_samples(
+    net: CoupledSigmoidNet, per_class: int, seed: int = 0, chunk: int = 4096, kind: str = "binary"
+) -> tuple[Tensor, Tensor]:
+    """`per_class` ancestral samples for every class, in class order: (x (C*per_class, d0), y).
+
+    kind: ``binary`` (sampled pixels) or ``means`` (the pixel means p(x0 = 1 | x1) of the same draws).
+    """
+    if kind not in SAMPLE_KINDS:
+        raise ValueError(f"sample kind must be one of {', '.join(SAMPLE_KINDS)}, got {kind!r}")
     device = net.W[0].device
     g = torch.Generator(device=device).manual_seed(seed)
     y = torch.arange(net.num_classes, device=device).repeat_interleave(per_class)
-    return torch.cat([net.sample_down(part, g)[0] for part in y.split(chunk)]), y
+    if kind == "binary":
+        return torch.cat([net.sample_down(part, g)[0] for part in y.split(chunk)]), y
+    return torch.cat([net.sample_pixel_means(part, g) for part in y.split(chunk)]), y
 
 
 @torch.no_grad()
@@ -59,7 +70,8 @@ def approximation_error(net: CoupledSigmoidNet, x: Tensor, num_samples: int = 10
 
 
 class SampleQuality(pl.Callback):
-    """At test end, logs test/sample_acc, test/diversity and test/approx_error/<method>/layer<k>.
+    """At test end, logs test/sample_acc (binary samples), test/sample_acc_means (their pixel means
+    p(x0 = 1 | x1)), test/diversity and test/approx_error/<method>/layer<k>.
 
     Every rank computes the same numbers from the same seeds (they are cheap next to the test set's
     likelihoods), so nothing needs syncing and the values do not depend on the number of processes.
@@ -85,6 +97,8 @@ class SampleQuality(pl.Callback):
             clf = ReferenceCNN.load_from_checkpoint(self.classifier_ckpt, map_location=pl_module.device,
                                                     weights_only=True).eval()
             res["sample_acc"] = sample_accuracy(samples, labels, clf)
+            means, labels = class_samples(net, self.per_class, self.seed, kind="means")  # the same draws' means
+            res["sample_acc_means"] = sample_accuracy(means, labels, clf)
         if self.marginal_images:
             err = approximation_error(net, real[: self.marginal_images], self.mc_samples, self.seed)
             for method, layers in err.items():

@@ -54,6 +54,8 @@ class SampleGrid(pl.Callback):
         seed: seed of the sampling generator.
         scale: integer upscaling of the PNG (nearest neighbour).
         dirpath: output folder.
+        kind: ``binary`` (sampled pixels) or ``means`` (pixel means p(x0 = 1 | x1) of the sampled x1, how
+            SBN samples are usually shown).
     """
 
     def __init__(
@@ -63,9 +65,13 @@ class SampleGrid(pl.Callback):
         seed: int = 0,
         scale: int = 2,
         dirpath: str | None = None,
+        kind: str = "binary",
     ):
         if samples_per_class < 1 or every_n_epochs < 0 or scale < 1:
             raise ValueError("samples_per_class and scale must be >= 1, every_n_epochs >= 0")
+        if kind not in ("binary", "means"):
+            raise ValueError(f"sample_grid.kind must be binary or means, got {kind!r}")
+        self.kind = kind
         self.samples_per_class = samples_per_class
         self.every_n_epochs = every_n_epochs
         self.seed = seed
@@ -85,7 +91,8 @@ class SampleGrid(pl.Callback):
             classes = torch.arange(net.num_classes, device=pl_module.device)
             g = torch.Generator(device=pl_module.device).manual_seed(self.seed)
             ys = classes.repeat_interleave(self.samples_per_class)
-            samples = net.sample_down(ys, g)[0].reshape(net.num_classes, self.samples_per_class, -1)
+            samples = net.sample_down(ys, g)[0] if self.kind == "binary" else net.sample_pixel_means(ys, g)
+            samples = samples.reshape(net.num_classes, self.samples_per_class, -1)
             means = net.generate_mean(classes)
         finally:
             net.train(was_training)

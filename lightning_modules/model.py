@@ -208,6 +208,13 @@ class CoupledSigmoidNet(nn.Module):
             states.append(h)
         return states[::-1]
 
+    def sample_pixel_means(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """p(x0 = 1 | x1) for x1 from ancestral sampling (y down to x1): how SBN samples are usually shown,
+        without the pixel layer's own Bernoulli noise. Same draws as :meth:`sample_down` up to x1."""
+        if self.num_layers == 1:
+            return self.generate_mean(y)
+        return torch.sigmoid(self.down_logits(0, self.sample_down(y, generator)[1]))
+
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         probs = torch.softmax(self.prior_logits, -1).expand(n, -1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -36,17 +36,24 @@ def symmetric(
 
 
 def wake_sleep(
-    net: CoupledSigmoidNet, x: Tensor, y: Tensor, sleep_weight: float = 1.0, generator: torch.Generator | None = None
+    net: CoupledSigmoidNet,
+    x: Tensor,
+    y: Tensor,
+    sleep_weight: float = 1.0,
+    generation_weight: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> dict:
     """Helmholtz-machine style with labels, stochastic hidden states, no gradient through samples.
 
     wake:  -E_{h ~ q(h|x)} log p(x, h | y)     trains the generation network on recognised states
     sleep: -E_{(x~, h~) ~ p(.|y)} log q(h~, y | x~)  trains the recognition network on dreamed states
-    plus the deterministic -log q(y|x), so the recognition pass is trained on real data too.
+    plus the deterministic -log q(y|x), so the recognition pass is trained on real data too;
+    generation_weight scales wake and sleep together against it.
     """
     rec = F.cross_entropy(net.recognize(x), y)
     wake, sleep = _wake_sleep_terms(net, x, y, generator)
-    return {"loss": rec + wake + sleep_weight * sleep, "recognition": rec, "wake": wake, "sleep": sleep}
+    loss = rec + generation_weight * (wake + sleep_weight * sleep)
+    return {"loss": loss, "recognition": rec, "wake": wake, "sleep": sleep}
 
 
 def hybrid(

@@ -307,6 +307,33 @@ def device_epochs(args, dev: torch.device, batch_sizes=(128, 1024), epochs: int 
     return out
 
 
+OBJECTIVE_ARMS = {"wake_sleep": {}, "rws_K5": {"num_samples": 5}, "vimco_K5": {"num_samples": 5}}
+
+
+def objective_steps(repeats: int, steps: int = 20, batch: int = 128) -> dict:
+    """Median seconds of one training step (objective, backward, fused Adam) of the paper's model, per arm,
+    plain loop on a fixed binary batch: what the multi-sample objectives cost against wake-sleep."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, SIZES[0], generator=g) < 0.3).float()
+    y = torch.arange(batch) % SIZES[-1]
+    times = {arm: [] for arm in OBJECTIVE_ARMS}
+    for r in range(repeats):
+        for arm in list(OBJECTIVE_ARMS)[:: 1 if r % 2 == 0 else -1]:  # A/B interleaved
+            torch.manual_seed(0)
+            net = CoupledSigmoidNet(SIZES)
+            opt = make_optimizer(net.parameters())
+            fn, kwargs = OBJECTIVES[arm.split("_K")[0]], OBJECTIVE_ARMS[arm]
+            for i in range(steps + 2):  # 2 warm-up steps
+                if i == 2:
+                    t0 = time.perf_counter()
+                loss = fn(net, x, y, generator=torch.Generator().manual_seed(i), **kwargs)["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            times[arm].append((time.perf_counter() - t0) / steps)
+    return {arm: statistics.median(t) for arm, t in times.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = os.environ.get("COUPLED_DATA_DIR") or (
@@ -321,13 +348,18 @@ def main(argv=None) -> None:
     p.add_argument("--memory-only", action="store_true", help="only re-measure peak RSS into bench.json")
     p.add_argument("--gpu-only", action="store_true",
                    help="only measure the GPU rows into bench.json (on a machine lent for that; the CPU rows stay)")
+    p.add_argument("--objectives-only", action="store_true",
+                   help="only re-measure the objectives' step times (rws and vimco at K = 5 vs wake_sleep)")
     p.add_argument("--child", choices=["train", "eval"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.child:
         return child(args.child, args)
-    if args.memory_only or args.gpu_only:
+    if args.memory_only or args.gpu_only or args.objectives_only:
         result = json.loads((args.out / "bench.json").read_text())
+        if args.objectives_only:
+            result["objective_step_seconds"] = objective_steps(args.train_repeats)
+            result["objectives_command"] = "python scripts/bench.py --objectives-only"
         if args.memory_only:
             result.update(train_peak_rss_mb=peak_rss("train", args), eval_peak_rss_mb=peak_rss("eval", args))
         if args.gpu_only:
@@ -403,6 +435,7 @@ def measure(args, runs: str) -> dict:
         "eval": {"images": args.eval_images, "K": 1000, "seconds": statistics.median(ll_t),
                  "gflops_achieved": flops / statistics.median(ll_t) / 1e9,
                  "gflops_matmul": flops / statistics.median(mm_t) / 1e9},
+        "objective_step_seconds": objective_steps(args.train_repeats),
         "train_peak_rss_mb": peak_rss("train", args),
         "eval_peak_rss_mb": peak_rss("eval", args),
         "gpu_epoch_seconds": device_epochs(args, torch.device("cuda")) if torch.cuda.is_available() else None,
@@ -434,6 +467,13 @@ def write_markdown(r: dict, path: Path) -> None:
     if "compiled_ratio" in r:
         rows.append(("training: plain loop, objective through torch.compile / eager", f"{r['compiled_ratio']:.3f}x",
                      "", f"{r['train_epoch_seconds']['plain_compiled']:.2f} s: what `--model.compile true` buys"))
+    steps = r.get("objective_step_seconds")
+    if steps:
+        where = f"; `{r['objectives_command']}`" if r.get("objectives_command") else ""
+        for arm in ("rws_K5", "vimco_K5"):
+            rows.append((f"training: {arm.replace('_K5', '')} step (K = 5) / wake_sleep step",
+                         f"{steps[arm] / steps['wake_sleep']:.2f}x", "≤ 5x" if arm == "rws_K5" else "",
+                         f"{1e3 * steps[arm]:.1f} ms vs {1e3 * steps['wake_sleep']:.1f} ms, batch 128{where}"))
     rows += [
         ("data: DataModule epoch / training epoch", f"{r['data_fraction']:.2%}", "≤ 2%",
          f"{r['data_epoch_seconds']:.3f} s; without the Bernoulli draw (binarize none): "

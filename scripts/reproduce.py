@@ -31,6 +31,8 @@ import yaml  # noqa: E402
 from report import MATRIX_OBJECTIVES as OBJECTIVES  # noqa: E402  (scripts/report.py: tables, curves, reading)
 from report import write_report  # noqa: E402
 
+from frontier_report import write_frontier_report  # noqa: E402
+
 from callbacks.sample_quality import SampleQuality  # noqa: E402
 from callbacks.samples import SampleGrid  # noqa: E402
 from datamodules import FashionMNISTDataModule, MNISTDataModule  # noqa: E402
@@ -75,6 +77,38 @@ VARIANTS = [
     ("const", "symmetric", {"lr_schedule": None}, "constant learning rate instead of the cosine schedule", (0,)),
     ("const_e60", "symmetric", {"lr_schedule": None, "epochs": 60}, "constant learning rate and 60 epochs", (0,)),
 ]
+
+
+# The frontier study (MNIST): accuracy against likelihood for tied and untied pairs, every generative objective
+# at four generative weights w (rws and vimco at two K). w scales all of an objective's generative terms
+# against -log q(y|x): symmetric's -log p(x|y); wake_sleep's wake and sleep; rws's p- and q-terms; vimco's
+# bound. A shorter budget than the matrix (48 runs), and the likelihoods at K = 100 on 2,000 test images, the
+# fitted one after 1,000 proposal steps; written to reports/frontier/ (`make reproduce FRONTIER=1`).
+FRONTIER_OBJECTIVES = ("symmetric", "wake_sleep", "rws", "vimco")
+FRONTIER_WEIGHTS = (0.03, 0.1, 0.3, 1.0)
+FRONTIER_K = (2, 5)
+FRONTIER = {**FULL, "epochs": 5, "eval_num_samples": 100, "test_images": 2000, "per_class": 1000,
+            "marginal_images": 100, "mc_samples": 200, "fitted_steps": 1000}
+QUICK_FRONTIER = {**QUICK, "fitted_steps": 20}
+
+
+def frontier_rows(quick: bool = False) -> list[dict]:
+    """The frontier's runs, tied first; with ``quick`` one weight and one K each (a smoke run)."""
+    weights, ks = (FRONTIER_WEIGHTS[-1:], FRONTIER_K[-1:]) if quick else (FRONTIER_WEIGHTS, FRONTIER_K)
+    out = []
+    for tied in (True, False):
+        for objective in FRONTIER_OBJECTIVES:
+            for K in ks if objective in ("rws", "vimco") else (None,):
+                for w in weights:
+                    kwargs = {"generation_weight": w}
+                    if objective == "rws":
+                        kwargs["q_weight"] = w
+                    if K is not None:
+                        kwargs["num_samples"] = K
+                    variant = f"frontier_w{w:g}" + (f"_K{K}" if K is not None else "")
+                    out.append(_row("mnist", objective, tied, 0, variant=variant, objective_kwargs=kwargs,
+                                    change=f"generative weight {w:g}" + (f", K = {K}" if K else "")))
+    return out
 
 
 def rows(quick: bool, variants: bool = False) -> list[dict]:
@@ -176,6 +210,7 @@ def run_row(args, row: dict, settings: dict, reference: dict, out: Path) -> dict
         objective=row["objective"], tied=row["tied"], lr=RECIPE["lr"], lr_schedule=lr_schedule,
         objective_kwargs=row["objective_kwargs"],
         eval_num_samples=settings["eval_num_samples"], self_consistency_per_class=settings["per_class"],
+        fitted_proposal_steps=settings.get("fitted_steps", 0),
     )
     recorder = EpochRecorder()
     quality = SampleQuality(reference["ckpt"], per_class=settings["per_class"],
@@ -192,6 +227,8 @@ def run_row(args, row: dict, settings: dict, reference: dict, out: Path) -> dict
         "variant": row["variant"], "change": row["change"],
         "seed": row["seed"], "epochs": epochs,
         "test_acc": test["test/acc"], "elbo": test["test/elbo"], "log_likelihood": test["test/log_likelihood"],
+        "log_likelihood_fitted": test.get("test/log_likelihood_fitted"),
+        "sample_acc_means": quality.results.get("sample_acc_means"),
         "log_likelihood_K": settings["eval_num_samples"],
         "self_consistency": test["test/self_consistency"],
         "sample_acc": quality.results.get("sample_acc"), "diversity": quality.results["diversity"],
@@ -209,7 +246,8 @@ def run_row(args, row: dict, settings: dict, reference: dict, out: Path) -> dict
 
 
 def command(args, key: str) -> str:
-    return f"python scripts/reproduce.py{' --quick' if args.quick else ''} --only {key}"
+    flags = (" --quick" if args.quick else "") + (" --frontier" if args.frontier else "")
+    return f"python scripts/reproduce.py{flags} --only {key}"
 
 
 def write_json(path: Path, obj) -> None:
@@ -230,7 +268,12 @@ def main(argv=None) -> None:
     p.add_argument("--report-only", action="store_true", help="only regenerate results.json and RESULTS.md")
     p.add_argument("--variants", action="store_true",
                    help="also the recipe variants after the matrix (VARIANTS in this file; about 75 more minutes)")
+    p.add_argument("--frontier", action="store_true",
+                   help="the frontier study instead of the matrix (FRONTIER_* in this file), into reports/frontier/")
     args = p.parse_args(argv)
+    args.frontier = args.frontier or os.environ.get("FRONTIER", "") not in ("", "0")  # `make reproduce FRONTIER=1`
+    if args.frontier:
+        return run_frontier(args)
     args.quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")  # `make reproduce QUICK=1`
     args.variants = args.variants or os.environ.get("VARIANTS", "") not in ("", "0")  # `make reproduce VARIANTS=1`
     out = args.out or (ROOT / "reports" / ("quick" if args.quick else ""))
@@ -256,6 +299,27 @@ def main(argv=None) -> None:
             print(f"[reproduce] {row['key']}: test_acc {result['test_acc']:.4f}, log_likelihood "
                   f"{result['log_likelihood']:.2f}, {result['wall_seconds']:.0f} s", flush=True)
     write_report(out, expected=[r["key"] for r in rows(args.quick, args.variants)])
+
+
+def run_frontier(args) -> None:
+    out = args.out or (ROOT / "reports" / ("quick_frontier" if args.quick else "frontier"))
+    settings = QUICK_FRONTIER if args.quick else FRONTIER
+    todo = [r for r in frontier_rows(args.quick) if not args.only or args.only in r["key"]]
+    if not args.report_only:
+        ref = train_reference(args, "mnist", QUICK if args.quick else FULL, out) if todo else None
+        for row in todo:
+            path = out / "runs" / f"{row['key']}.json"
+            if path.exists():
+                print(f"[frontier] {row['key']}: done, skipped")
+                continue
+            t0 = time.perf_counter()
+            result = run_row(args, row, settings, ref, out)
+            result["wall_seconds"] = time.perf_counter() - t0
+            write_json(path, result)
+            print(f"[frontier] {row['key']}: test_acc {result['test_acc']:.4f}, log_likelihood "
+                  f"{result['log_likelihood']:.2f} (fitted {result['log_likelihood_fitted']:.2f}), "
+                  f"{result['wall_seconds']:.0f} s", flush=True)
+    write_frontier_report(out, expected=[r["key"] for r in frontier_rows(args.quick)])
 
 
 def _default_data_dir() -> str | None:

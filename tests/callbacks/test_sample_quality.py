@@ -29,6 +29,22 @@ def test_class_samples_come_in_class_order_and_are_binary():
     torch.testing.assert_close(x, class_samples(net, per_class=4, seed=1)[0])  # seeded
 
 
+def test_pixel_mean_samples_are_the_means_of_the_same_draws_and_average_to_the_binary_samples():
+    torch.manual_seed(0)
+    net = CoupledSigmoidNet([9, 5, 4, 3])
+    means, y = class_samples(net, per_class=4000, seed=1, kind="means")
+    binary, y2 = class_samples(net, per_class=4000, seed=1)
+    assert torch.equal(y, y2) and not ((means == 0) | (means == 1)).all()
+    g = torch.Generator().manual_seed(1)
+    x1 = net.sample_down(y[:4096], g)[1]  # class_samples draws in chunks of 4096
+    torch.testing.assert_close(means[:4096], torch.sigmoid(net.down_logits(0, x1)))  # same draws, up to x1
+    # both estimate p(x0 = 1 | y): per class they agree within sampling error (binary std <= 0.5 / sqrt(4000))
+    for c in range(3):
+        assert (means[y == c].mean(0) - binary[y == c].mean(0)).abs().max() < 0.04
+    with pytest.raises(ValueError, match="sample kind"):
+        class_samples(net, per_class=1, kind="mean")
+
+
 def test_sample_accuracy_counts_agreement_with_the_classifier():
     samples, labels = torch.eye(3).repeat(2, 1), torch.tensor([0, 1, 2, 0, 1, 0])
     assert sample_accuracy(samples, labels, torch.nn.Identity()) == pytest.approx(5 / 6)
@@ -63,7 +79,7 @@ def test_callback_logs_every_measure_at_test_end(tiny_data, decoded_cache, tmp_p
                          enable_model_summary=False, callbacks=[quality])
     trainer.fit(model, datamodule=dm)
     metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
-    for key in ("test/sample_acc", "test/diversity", "test/approx_error/deterministic/layer1",
+    for key in ("test/sample_acc", "test/sample_acc_means", "test/diversity", "test/approx_error/deterministic/layer1",
                 "test/approx_error/mean_variance/layer1"):
         assert key in metrics and metrics[key] == pytest.approx(quality.results[key.removeprefix("test/")])
     assert 0 <= metrics["test/sample_acc"] <= 1 and metrics["test/diversity"] > 0

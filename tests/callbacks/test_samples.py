@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from PIL import Image
@@ -30,6 +31,16 @@ def test_grid_layout_rows_are_classes_mean_first():
 def test_grid_colour_images():
     img = grid_image(torch.rand(2, 3 * 4 * 4), torch.rand(2, 3, 3 * 4 * 4), (3, 4, 4), scale=2)
     assert img.mode == "RGB" and img.size == (2 * (4 * 6 + 4), 2 * (2 * 6 + 2))
+
+
+def test_grid_of_pixel_means_is_grey_and_bad_kind_is_refused():
+    model = GenerativeLearner(sizes=[30, 6, 3])
+    binary = np.asarray(SampleGrid(samples_per_class=4, scale=1).make_grid(model, (1, 5, 6)))
+    means = np.asarray(SampleGrid(samples_per_class=4, scale=1, kind="means").make_grid(model, (1, 5, 6)))
+    tile = (slice(2, 7), slice(12, 18))  # the first sample of class 0
+    assert set(np.unique(binary[tile])) <= {0, 255} and not set(np.unique(means[tile])) <= {0, 255}
+    with pytest.raises(ValueError, match="binary or means"):
+        SampleGrid(kind="mean")
 
 
 class WandbLogger(Logger):  # the callback recognises W&B loggers by class name

@@ -49,6 +49,21 @@ def test_markdown_has_every_measure_with_its_target_and_command(tmp_path):
     assert "GPU: not measured" in text
 
 
+def test_markdown_has_the_multisample_step_rows(tmp_path):
+    path = tmp_path / "BENCH.md"
+    steps = {"wake_sleep": 0.010, "rws_K5": 0.032, "vimco_K5": 0.030}
+    bench.write_markdown(result(objective_step_seconds=steps), path)
+    text = path.read_text()
+    assert "| training: rws step (K = 5) / wake_sleep step | 3.20x | ≤ 5x | 32.0 ms vs 10.0 ms, batch 128 |" in text
+    assert "| training: vimco step (K = 5) / wake_sleep step | 3.00x |" in text
+
+
+def test_objective_steps_times_every_arm(monkeypatch):
+    monkeypatch.setattr(bench, "SIZES", [20, 8, 6, 3])
+    out = bench.objective_steps(repeats=2, steps=2, batch=8)
+    assert set(out) == set(bench.OBJECTIVE_ARMS) and all(v > 0 for v in out.values())
+
+
 def test_markdown_lists_gpu_epochs_when_measured(tmp_path):
     gpu = {"bs128_eager": 0.21, "bs128_cudagraphs": "failed: RuntimeError: x | y", "bs1024_compile": 0.05,
            "flop_floor_seconds": 0.01, "device": "NVIDIA H100"}
