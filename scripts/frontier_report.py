@@ -82,8 +82,8 @@ def reading(runs: list[dict]) -> list[str]:
                      f"{fmt(best.get('sample_acc'), 1, 100)}%. Command: `{best['command']}`")
     elif tied:
         best = max(tied, key=lambda r: r["test_acc"])
-        lines.append(f"- No tied run reaches {100 * ACC_FLOOR:.0f}% test accuracy; the most accurate is {describe(best)} "
-                     f"at {100 * best['test_acc']:.2f}% ({likelihood(best):.1f} nats).")
+        lines.append(f"- No tied run reaches {100 * ACC_FLOOR:.0f}% test accuracy; the most accurate is "
+                     f"{describe(best)} at {100 * best['test_acc']:.2f}% ({likelihood(best):.1f} nats).")
     return lines
 
 

@@ -28,10 +28,9 @@ sys.path.insert(0, str(ROOT))
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from frontier_report import write_frontier_report  # noqa: E402
 from report import MATRIX_OBJECTIVES as OBJECTIVES  # noqa: E402  (scripts/report.py: tables, curves, reading)
 from report import write_report  # noqa: E402
-
-from frontier_report import write_frontier_report  # noqa: E402
 
 from callbacks.sample_quality import SampleQuality  # noqa: E402
 from callbacks.samples import SampleGrid  # noqa: E402
