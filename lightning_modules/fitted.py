@@ -23,7 +23,7 @@ PROPOSAL_INITS = ("fresh", "own")
 
 
 def frozen_generator_with_proposal(
-    net: CoupledSigmoidNet, init: Literal["fresh", "own"] = "fresh", seed: int = 0
+    net: CoupledSigmoidNet, init: Literal["fresh", "own"] = "own", seed: int = 0
 ) -> CoupledSigmoidNet:
     """An untied net whose generation half (V = net's down weights, c, prior) is a frozen copy of `net`'s
     and whose recognition half (W, b) is trainable: Glorot-random (`fresh`) or a copy of `net`'s (`own`)."""
@@ -57,7 +57,7 @@ def fit_proposal(
     batch_size: int = 128,
     num_samples: int = 5,
     lr: float = 1e-3,
-    init: Literal["fresh", "own"] = "fresh",
+    init: Literal["fresh", "own"] = "own",
     seed: int = 0,
 ) -> CoupledSigmoidNet:
     """The frozen generator of `net` with a recognition network fitted by `steps` RWS wake-q steps.

@@ -36,7 +36,9 @@ class GenerativeLearner(pl.LightningModule):
             network fitted to the frozen generator by this many RWS wake-q steps (Adam at `lr`, K = 5, batch 128)
             on the training images
             (``fitted.py``); it measures the generator alone, ``fitted - own`` the pair's inconsistency.
-        fitted_proposal_init: that network's start: ``fresh`` (random) or ``own`` (a copy of the coupled one).
+        fitted_proposal_init: that network's start: ``own`` (a copy of the coupled one, so a few steps already
+            improve on the own-q estimate) or ``fresh`` (random, which needs several times the steps to catch
+            up: reports/GENERATIVE.md).
         self_consistency_per_class: generated samples per class scored by the recognition pass.
         compile: run the objective (forward and backward) through ``torch.compile``, which fuses its
             elementwise work: epochs of the paper's model 4% shorter on a 2-core CPU (the compiled row of
@@ -65,7 +67,7 @@ class GenerativeLearner(pl.LightningModule):
         lr_gamma: float = 0.5,
         eval_num_samples: int = 1000,
         fitted_proposal_steps: int = 0,
-        fitted_proposal_init: Literal["fresh", "own"] = "fresh",
+        fitted_proposal_init: Literal["fresh", "own"] = "own",
         self_consistency_per_class: int = 1000,
         compile: bool = False,
         seed: int = 0,
@@ -234,7 +236,7 @@ class GenerativeLearner(pl.LightningModule):
         x = x.to(self.device, self.net.W[0].dtype) / (255 if x.dtype == torch.uint8 else 1)
         # every rank fits the same proposal: same data, same seed
         self.__dict__["_proposal"] = fit_proposal(
-            self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "fresh"),
+            self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "own"),
             lr=self.hparams.lr, seed=self._seed(6),
         )
 

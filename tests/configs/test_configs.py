@@ -47,6 +47,8 @@ def test_mnist_is_the_papers_experiment(cli_env, capsys):
         ("hybrid.yaml", "objective", "hybrid"),
         ("discriminative.yaml", "objective", "discriminative"),
         ("untied.yaml", "tied", False),
+        ("rws.yaml", "objective", "rws"),
+        ("vimco.yaml", "objective", "vimco"),
     ],
 )
 def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
@@ -68,6 +70,8 @@ EXPECT = {
     "wake_sleep.yaml": ("wake_sleep", True, "MNISTDataModule"),
     "hybrid.yaml": ("hybrid", True, "MNISTDataModule"),
     "untied.yaml": ("symmetric", False, "MNISTDataModule"),
+    "rws.yaml": ("rws", True, "MNISTDataModule"),
+    "vimco.yaml": ("vimco", True, "MNISTDataModule"),
 }
 
 

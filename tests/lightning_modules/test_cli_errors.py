@@ -131,6 +131,14 @@ CASES: list[tuple[str, Args, list[str]]] = [
     ("lr_negative", _const("--model.lr", "-0.1"), ["lr must be > 0, got -0.1"]),
     ("lr_not_a_number", _const("--model.lr", "abc"), ['Parser key "model.lr"', "float", "abc"]),
     ("negative_weight_decay", _const("--model.weight_decay", "-1"), ["weight_decay must be >= 0, got -1"]),
+    ("negative_objective_weight", _const("--model.objective_kwargs", "{generation_weight: -1}"),
+     ["objective_kwargs.generation_weight must be a number >= 0, got -1"]),
+    ("objective_weight_not_a_number", _const("--model.objective_kwargs", "{generation_weight: abc}"),
+     ["objective_kwargs.generation_weight must be a number >= 0, got 'abc'"]),
+    ("vimco_one_sample", _const("--model.objective", "vimco", "--model.objective_kwargs", "{num_samples: 1}"),
+     ["objective_kwargs.num_samples must be an integer >= 2, got 1"]),
+    ("bad_fitted_proposal_init", _const("--model.fitted_proposal_init", "best"), ['"model.fitted_proposal_init"',
+                                                                                  "best"]),
     # data settings and data contents (DataError)
     ("missing_data_dir", _const("--data.data_dir", "/nonexistent/folder"),
      ["data_dir '/nonexistent/folder' does not exist", "--data.data_dir"]),
@@ -224,5 +232,6 @@ def test_bad_input_as_a_real_process(cli_env, tiny_data, decoded_cache):
     env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     proc = run_cli([*base_args(tiny_data), "--model.objective", "foo"], env=env, cwd=cli_env, timeout=120)
     line = assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, ["unknown objective 'foo'"])
-    assert line == f"{PREFIX}unknown objective 'foo': choose one of discriminative, symmetric, wake_sleep, hybrid"
+    assert line == (f"{PREFIX}unknown objective 'foo': choose one of discriminative, symmetric, wake_sleep, hybrid, "
+                    f"rws, vimco")
     assert proc.stdout.strip() == ""
