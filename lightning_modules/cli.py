@@ -1,4 +1,5 @@
-"""The command line: ``coupled fit|validate|test|predict --config configs/mnist.yaml [--trainer.* ...]``.
+"""The command line: ``coupled fit|validate|test|predict --config configs/mnist.yaml [--trainer.* ...]``
+and ``coupled sample --ckpt_path ...`` (:mod:`lightning_modules.sample`).
 
 A :class:`~pytorch_lightning.cli.LightningCLI` over :class:`GenerativeLearner` and the image DataModules,
 with every Trainer flag as Lightning users know it. On top of Lightning's own CLI:
@@ -301,6 +302,9 @@ class CoupledCLI(LightningCLI):
         parser.add_lightning_class_args(CheckpointArtifacts, "artifacts")
         parser.link_arguments("data.input_dim", "model.input_dim", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        # kept in the checkpoint, so `coupled sample` can show samples without the data
+        parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
 
     # ---- checkpoint references and the run id: before Lightning reads the checkpoint's hparams ----
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -586,7 +590,13 @@ def main(args: list[str] | None = None) -> None:
         with warnings.catch_warnings():
             if args is not None:  # a script or a test that passes its own args: its sys.argv is not ours
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            CoupledCLI(args=args)
+            argv = sys.argv[1:] if args is None else list(args)
+            if argv[:1] == ["sample"]:  # not a Trainer verb: its own small parser (lightning_modules/sample.py)
+                from .sample import main as sample_main
+
+                sample_main(argv[1:])
+            else:
+                CoupledCLI(args=args)
         exit_code = 0
     except Exception as exc:
         diverged = _find(exc, NonFiniteLossError)

@@ -26,6 +26,9 @@ class GenerativeLearner(pl.LightningModule):
         hidden_sizes: hidden layer widths; the input size and class count come from the data
             (`input_dim`, `num_classes`, linked from the DataModule by the CLI).
         sizes: the full list [d0, d1, ..., C]; an alternative to hidden_sizes + the data's sizes.
+        image_shape, class_names: the data's (C, H, W) and class names, linked from the DataModule by the CLI
+            and kept in the checkpoint, so that samples can be drawn and shown without the data
+            (``coupled sample``).
         objective: "discriminative", "symmetric" (the paper's), "wake_sleep", "hybrid" (symmetric + wake-sleep),
             "rws" (reweighted wake-sleep) or "vimco" (the K-sample bound); see `objectives.py`.
         objective_kwargs: options of the objective, e.g. {"generation_weight": 0.5}.
@@ -55,6 +58,8 @@ class GenerativeLearner(pl.LightningModule):
         sizes: list[int] | None = None,
         input_dim: int | None = None,
         num_classes: int | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+        class_names: list[str] | None = None,
         objective: str = "symmetric",
         objective_kwargs: dict[str, Any] | None = None,
         tied: bool = True,
@@ -153,6 +158,33 @@ class GenerativeLearner(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
+
+    @classmethod
+    def load(cls, ref: str | os.PathLike, runs_dir: str | os.PathLike = "runs", map_location: Any = "cpu"
+             ) -> GenerativeLearner:
+        """A trained model from a checkpoint path or a ``wandb:[[ENTITY/]PROJECT/]model-<run id>[:alias]``
+        reference (downloaded online, the local copy under `runs_dir` offline), read with
+        ``weights_only=True`` after the checks of ``load_checkpoint_safely``; in eval mode on `map_location`."""
+        from .resume import load_checkpoint, resolve_ckpt_path  # the application's, imported when used
+        from .runs import wandb_online
+
+        path = resolve_ckpt_path(str(ref), runs_dir=runs_dir, online=wandb_online(), default_project="coupled")
+        if path in SPECIAL_CKPT_NAMES:
+            raise CheckpointError(f"{ref!r} names a checkpoint only inside a Trainer; give a path or a wandb: "
+                                  f"reference")
+        checkpoint = load_checkpoint(path)
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(hparams, Mapping):
+            raise CheckpointError(f"checkpoint {path} has no model hyperparameters: it was not written by "
+                                  f"GenerativeLearner")
+        try:  # Lightning's own entries (e.g. "_instantiator" under the CLI) are not arguments
+            model = cls(**{k: v for k, v in hparams.items() if not str(k).startswith("_")})
+        except TypeError as e:
+            raise CheckpointError(f"checkpoint {path} holds hyperparameters this program does not accept "
+                                  f"({e})") from None
+        check_compatible(checkpoint, model, path=path)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location).eval()
 
     def _objective(self, x: torch.Tensor, y: torch.Tensor, *stream: int) -> dict:
         """The objective on a batch; a stochastic one draws from a generator seeded by (stream, rank), so a
@@ -310,6 +342,7 @@ class GenerativeLearner(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+SPECIAL_CKPT_NAMES = ("best", "last", "hpc", "registry")  # Lightning's own ckpt_path values
 FUSED_DEVICES = ("cpu", "cuda")
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
