@@ -26,7 +26,7 @@ help:
 	@echo "make test               the test suite (make test-slow: the slow tests too)"
 	@echo "make lint               ruff"
 	@echo "make bench / reproduce  benchmarks (reports/BENCH.md) / the paper's results (reports/RESULTS.md, QUICK=1,"
-	@echo "                        VARIANTS=1: also the recipe variants)"
+	@echo "                        VARIANTS=1: also the recipe variants; FRONTIER=1: the frontier study instead)"
 
 install: $(VENV)/.installed
 
@@ -60,7 +60,7 @@ bench: $(BIN)/python
 	$(DATA_ENV) $(BIN)/python scripts/bench.py $(ARGS)
 
 reproduce: $(BIN)/python
-	$(DATA_ENV) QUICK=$(QUICK) VARIANTS=$(VARIANTS) $(BIN)/python scripts/reproduce.py $(ARGS)
+	$(DATA_ENV) QUICK=$(QUICK) VARIANTS=$(VARIANTS) FRONTIER=$(FRONTIER) $(BIN)/python scripts/reproduce.py $(ARGS)
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .ruff_cache
