@@ -19,7 +19,6 @@ with every Trainer flag as Lightning users know it. On top of Lightning's own CL
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -46,6 +45,7 @@ from datamodules import DataError, HFImageDataModule
 
 from .errors import ConfigError
 from .learner import GenerativeLearner
+from .quiet import quiet
 from .resume import SPECIAL_CKPT_PATHS, ResumeError, checkpoint_run_id, resolve_ckpt_path
 from .runs import (
     check_run_id,
@@ -59,6 +59,7 @@ from .runs import (
 )
 
 PROG = "coupled"
+DEFAULT_RUNS_DIR = "runs"
 PROGRESS_REFRESH_STEPS = 20
 WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
 DEFAULT_PROJECT = "coupled"
@@ -278,8 +279,9 @@ class CoupledCLI(LightningCLI):
     # ---- arguments ----
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--runs_dir", type=str, default="runs",
-            help="Folder of the run folders <runs_dir>/<run id>/ (checkpoints, samples, config, wandb).",
+            "--runs_dir", type=str | None, default=None,
+            help="Folder of the run folders <runs_dir>/<run id>/ (checkpoints, samples, config, wandb); default: "
+                 "--trainer.default_root_dir when given, else runs.",
         )
         parser.add_argument(
             "--test_after_fit", type=bool, default=True,
@@ -315,6 +317,8 @@ class CoupledCLI(LightningCLI):
         if not subcommand:
             return
         cfg = self.config[subcommand]
+        if cfg.get("runs_dir") is None:  # Lightning's convention: a run's files go under default_root_dir
+            cfg.runs_dir = cfg.trainer.get("default_root_dir") or DEFAULT_RUNS_DIR
         ref = cfg.get("ckpt_path")
         local = resolve_ckpt_path(
             ref, runs_dir=cfg.runs_dir, online=wandb_online(), default_project=self._wandb_project(cfg),
@@ -349,7 +353,9 @@ class CoupledCLI(LightningCLI):
             return
         cfg = self.config[subcommand]
         folder = str(self.run_dir)
-        if cfg.trainer.get("default_root_dir") is None:
+        Path(folder).mkdir(parents=True, exist_ok=True)  # before W&B starts: it looks for a git root there
+        root = cfg.trainer.get("default_root_dir")
+        if root is None or Path(folder).parent == Path(root):  # the run folder under it: Lightning's files too
             cfg.trainer.default_root_dir = folder
         if cfg.checkpoint.get("dirpath") is None:
             cfg.checkpoint.dirpath = os.path.join(folder, "checkpoints")
@@ -385,11 +391,18 @@ class CoupledCLI(LightningCLI):
             extra.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         check_cpu_devices(config.get("accelerator"), config.get("devices"))
         try:
-            return self._instantiate_trainer(config, extra)
+            trainer = self._instantiate_trainer(config, extra)
         except (MisconfigurationException, ValueError) as exc:  # Lightning's checks of the Trainer flags
             if _user_error(exc) is not None:
                 raise
             raise ConfigError(trainer_error(exc)) from exc
+        # Lightning's WandbLogger passes anonymous=None, which W&B warns is a setting "with no effect": unset it
+        # (in WandbLogger's private _wandb_init, read before its first use of W&B)
+        for logger in trainer.loggers:
+            init = getattr(logger, "_wandb_init", None)
+            if isinstance(init, dict) and init.get("anonymous") is None:
+                init.pop("anonymous", None)
+        return trainer
 
     def _last_checkpoint(self, callbacks: list[Any]) -> list[ModelCheckpoint]:
         """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``).
@@ -540,20 +553,6 @@ def trainer_error(exc: BaseException) -> str:
 # ---- the entry point: user errors as one line ----
 
 
-class _NoSeedMessage(logging.Filter):
-    """Drops Lightning's "Seed set to N" line: the seed is in the run's config.yaml, and an error that
-    follows it should be the only line on stderr."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return re.match(r"^(\[rank: \d+\] )?Seed set to ", str(record.getMessage())) is None
-
-
-def _quiet_seed_message() -> None:
-    seed_logger = logging.getLogger("lightning_fabric.utilities.seed")
-    if not any(isinstance(f, _NoSeedMessage) for f in seed_logger.filters):
-        seed_logger.addFilter(_NoSeedMessage())
-
-
 def _user_error(exc: BaseException) -> BaseException | None:
     """The first user error (ours, the data's, a missing file, bad YAML) in ``exc``'s chain, if any."""
     return _find(exc, USER_ERRORS)
@@ -585,9 +584,9 @@ def main(args: list[str] | None = None) -> None:
     """``coupled``: run the CLI on ``args`` (default ``sys.argv[1:]``)."""
     exit_code = 1
     try:
-        _quiet_seed_message()
         configure_wandb_mode()
         with warnings.catch_warnings():
+            quiet()
             if args is not None:  # a script or a test that passes its own args: its sys.argv is not ours
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             argv = sys.argv[1:] if args is None else list(args)
