@@ -177,7 +177,7 @@ class EpochRecorder(pl.Callback):
 def test_batches(settings: dict, dm) -> int | None:
     if settings["test_images"] is None:
         return None
-    return max(1, settings["test_images"] // dm.eval_batch_size)
+    return max(1, settings["test_images"] // dm.test_batch_size)
 
 
 def train_reference(args, dataset: str, settings: dict, out: Path) -> dict:

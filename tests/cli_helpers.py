@@ -21,6 +21,7 @@ def tiny_args(data_dir: Path, *extra: str) -> list[str]:
         "--data.val_size", str(TINY_VAL),
         "--data.batch_size", "32",
         "--data.eval_batch_size", "16",
+        "--data.test_batch_size", "16",
         "--model.hidden_sizes", "[16]",
         "--model.lr", "0.05",
         "--model.eval_num_samples", "4",

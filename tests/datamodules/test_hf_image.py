@@ -93,7 +93,7 @@ def test_presets_and_hparams(tmp_path):
     f = FashionMNISTDataModule()
     assert m.name == "ylecun/mnist" and f.name == "zalando-datasets/fashion_mnist"
     assert m.hparams["batch_size"] == 32 and m.hparams["binarize"] == "dynamic"
-    assert m.eval_batch_size >= 1024
+    assert m.eval_batch_size >= 1024 and m.test_batch_size == 128
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_drop_last(grey_ds, cache_dir):
 
 
 def test_eval_loaders_in_order_and_complete(grey_ds, cache_dir):
-    dm = dm_for(grey_ds, cache_dir, eval_batch_size=3)
+    dm = dm_for(grey_ds, cache_dir, eval_batch_size=3, test_batch_size=3)
     dm.setup("fit")
     for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
         got = batches(loader)
@@ -429,6 +429,7 @@ def test_coupled_data_dir_env(grey_ds, monkeypatch, cache_dir):
         ({"binarize": "sometimes"}, "binarize"),
         ({"batch_size": 0}, "batch_size"),
         ({"eval_batch_size": -1}, "eval_batch_size"),
+        ({"test_batch_size": 0}, "test_batch_size must be a positive integer"),
         ({"val_size": -3}, "val_size"),
         ({"val_size": 1.5}, "val_size"),
     ],
