@@ -20,7 +20,8 @@ def make_dm(data_dir: str, cache_dir: str) -> HFImageDataModule:
     # 60 train images -> 49 train / 11 val (odd: uneven eval shards), 20 test; eval batches of 5 so the
     # two ranks get different numbers of validation batches (6 -> 2 batches, 5 -> 1 batch)
     return HFImageDataModule(
-        data_dir=data_dir, cache_dir=cache_dir, batch_size=4, eval_batch_size=5, test_batch_size=5, val_size=11, binarize="none"
+        data_dir=data_dir, cache_dir=cache_dir, batch_size=4, eval_batch_size=5, test_batch_size=5,
+        val_size=11, binarize="none"
     )
 
 

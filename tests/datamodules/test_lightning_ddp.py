@@ -35,7 +35,8 @@ class FixedModel(pl.LightningModule):
 
 def run(grey_ds, cache_dir, devices: int) -> dict:
     dm = HFImageDataModule(
-        data_dir=str(grey_ds["root"]), cache_dir=cache_dir, batch_size=4, eval_batch_size=5, test_batch_size=5, val_size=11
+        data_dir=str(grey_ds["root"]), cache_dir=cache_dir, batch_size=4, eval_batch_size=5, test_batch_size=5,
+        val_size=11
     )
     model = FixedModel(dm.num_classes)
     trainer = pl.Trainer(
