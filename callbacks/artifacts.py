@@ -43,6 +43,8 @@ def _signature(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+# Hand-written: Lightning refuses WandbLogger(offline=True, log_model=True), and its log_model uploads from rank 0
+# with no local index, so an offline run could not resume from `wandb:` (tests/callbacks/test_artifacts.py).
 class CheckpointArtifacts(pl.Callback):
     """Log each new checkpoint as a version of the ``model-<run id>`` artifact; see the module doc.
 

@@ -66,6 +66,8 @@ def _fmt(v: torch.Tensor) -> str:
     return "non-finite"
 
 
+# Hand-written: Lightning's `detect_anomaly` slows every step, and EarlyStopping(check_finite=True) only
+# looks at the monitored metric after validation, after a bad step's checkpoint may have been written.
 class FiniteLossGuard(Callback):
     """Stop at the first non-finite loss part and never write a checkpoint of non-finite weights.
 
@@ -167,6 +169,8 @@ class FiniteLossGuard(Callback):
         return {}
 
 
+# Hand-written on top of Lightning's own SIGTERM handler (which it chains to): Lightning 2.6 stops at the next
+# batch but saves nothing, so the steps since the last checkpoint would be lost (reliability/test_crash_safety.py).
 class GracefulShutdown(Callback):
     """On SIGTERM: save a checkpoint at the end of the current training batch, print one line, exit 0.
 
