@@ -359,7 +359,8 @@ def main(argv=None) -> None:
         result = json.loads((args.out / "bench.json").read_text())
         if args.objectives_only:
             result["objective_step_seconds"] = objective_steps(args.train_repeats)
-            result["objectives_command"] = "python scripts/bench.py --objectives-only"
+            threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+            result["objectives_command"] = f"{threads}python scripts/bench.py " + " ".join(args.argv)
         if args.memory_only:
             result.update(train_peak_rss_mb=peak_rss("train", args), eval_peak_rss_mb=peak_rss("eval", args))
         if args.gpu_only:
