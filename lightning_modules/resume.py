@@ -72,8 +72,8 @@ class ArtifactRef:
         return "wandb:" + self.qualified()
 
 
-_NAME = re.compile(r"^model-[A-Za-z0-9_-]+$")
-_ALIAS = re.compile(r"^(latest|best|v\d+)$")
+_NAME = re.compile(r"model-[A-Za-z0-9_-]{1,64}")  # fullmatch: `$` would accept a trailing newline
+_ALIAS = re.compile(r"latest|best|v\d+")
 
 
 def is_wandb_ref(value: Any) -> bool:
@@ -90,9 +90,10 @@ def parse_ref(value: str) -> ArtifactRef:
     if not parts or len(parts) > 3 or not all(parts):
         raise ResumeError(f"bad checkpoint reference {value!r}: {usage}")
     name = parts[-1]
-    if not _NAME.match(name):
-        raise ResumeError(f"bad checkpoint reference {value!r}: the artifact name must be model-<run id>; {usage}")
-    if not _ALIAS.match(alias):
+    if not _NAME.fullmatch(name):
+        raise ResumeError(f"bad checkpoint reference {value!r}: the artifact name must be model-<run id> (a run id "
+                          f"of at most 64 letters, digits, '-' or '_'); {usage}")
+    if not _ALIAS.fullmatch(alias):
         raise ResumeError(f"bad checkpoint reference {value!r}: the alias must be latest, best or vN; {usage}")
     entity = parts[0] if len(parts) == 3 else None
     project = parts[-2] if len(parts) >= 2 else None

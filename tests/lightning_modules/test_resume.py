@@ -45,6 +45,9 @@ def test_parse_ref(text, ref):
         ("wandb:checkpoint-x", "must be model-<run id>"),
         ("wandb:model-x:newest", "latest, best or vN"),
         ("wandb:model-x:v", "latest, best or vN"),
+        ("wandb:model-x:latest\n", "latest, best or vN"),
+        ("wandb:model-x\n", "must be model-<run id>"),
+        ("wandb:model-" + "a" * 300, "at most 64"),
     ],
 )
 def test_bad_refs_are_one_line_errors(text, why):
