@@ -288,6 +288,10 @@ class CoupledCLI(LightningCLI):
             "--test_after_fit", type=bool, default=True,
             help="After fit, test the best checkpoint on one device (fit only).",
         )
+        parser.add_argument(
+            "--untrained", type=bool, default=False,
+            help="validate/test/predict the freshly initialised model (otherwise they need --ckpt_path).",
+        )
         parser.set_defaults({"data": {"class_path": "datamodules.MNISTDataModule"}})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -329,6 +333,8 @@ class CoupledCLI(LightningCLI):
         if local is not None and local not in SPECIAL_CKPT_PATHS and "://" not in local:
             ckpt_run_id = checkpoint_run_id(local)  # reads it safely: a missing or bad file stops here
         cfg.ckpt_path = local
+        if subcommand != "fit":
+            self._check_evaluated_weights(subcommand, local, cfg.get("untrained"))
         run_id = (
             self._explicit_wandb_id(cfg)
             or (ckpt_run_id if subcommand == "fit" else None)
@@ -338,6 +344,18 @@ class CoupledCLI(LightningCLI):
         self.run_id = check_run_id(run_id)
         self.run_dir = run_dir(cfg.runs_dir, self.run_id)
         export_run_id(self.run_id)
+
+    @staticmethod
+    def _check_evaluated_weights(subcommand: str, local: str | None, untrained: bool) -> None:
+        """validate/test/predict evaluate a trained model: a checkpoint file or reference, not silently the
+        untrained weights (Lightning's default without --ckpt_path, and what `best`/`last` give outside a fit)."""
+        fix = "pass --ckpt_path PATH or wandb:model-<run id>:best"
+        if local in SPECIAL_CKPT_PATHS:
+            raise ConfigError(f"--ckpt_path {local} names a checkpoint of a fit in this process, which "
+                              f"`coupled {subcommand}` does not run: {fix}")
+        if local is None and not untrained:
+            raise ConfigError(f"coupled {subcommand} needs trained weights: {fix} (or --untrained true to "
+                              f"evaluate the untrained model)")
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's: the checkpoint's saved model hyperparameters replace the --model.* settings."""

@@ -235,3 +235,21 @@ def test_bad_input_as_a_real_process(cli_env, tiny_data, decoded_cache):
     assert line == (f"{PREFIX}unknown objective 'foo': choose one of discriminative, symmetric, wake_sleep, hybrid, "
                     f"rws, vimco")
     assert proc.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(("verb", "extra", "needles"), [
+    ("test", [], ["coupled test needs trained weights", "--untrained true"]),
+    ("validate", [], ["coupled validate needs trained weights"]),
+    ("test", ["--ckpt_path", "best"], ["--ckpt_path best names a checkpoint of a fit in this process"]),
+    ("test", ["--ckpt_path", "last"], ["--ckpt_path last names a checkpoint of a fit"]),
+])
+def test_evaluating_without_trained_weights_is_refused(cli_env, tiny_data, capsys, verb, extra, needles):
+    with pytest.raises(SystemExit) as info:
+        main([verb, "--config", MNIST, *tiny_args(tiny_data), *extra])
+    captured = capsys.readouterr()
+    assert_one_line_error(info.value.code, captured.out, captured.err, needles)
+
+
+def test_untrained_weights_are_tested_when_asked(cli_env, tiny_data, capsys):
+    main(["test", "--config", MNIST, *tiny_args(tiny_data), "--untrained", "true"])
+    assert "test/acc" in capsys.readouterr().out
