@@ -38,6 +38,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.artifacts import CheckpointArtifacts
 from callbacks.checkpoint_io import CheckpointError
+from callbacks.predictions import PredictionWriter
 from callbacks.progress import EvalProgressBar
 from callbacks.recognition import RecognitionAccuracy
 from callbacks.safety import FiniteLossGuard, GracefulShutdown, NonFiniteLossError
@@ -396,6 +397,8 @@ class CoupledCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        if self.subcommand == "predict":  # Lightning returns predictions to the caller; a CLI user gets a file
+            extra.append(PredictionWriter(self.run_dir))
         if config.get("enable_checkpointing") is False:
             extra = [cb for cb in extra if not isinstance(cb, ModelCheckpoint)]
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import wandb
@@ -179,7 +180,7 @@ def test_online_reference_that_matches_nothing_is_one_line(cli_env, trained, mon
                    "coupled/model-nope:latest not found"]
 
 
-def test_predict_on_a_wandb_reference_writes_class_probabilities(cli_env, trained, monkeypatch):
+def test_predict_on_a_wandb_reference_writes_class_probabilities(cli_env, trained, monkeypatch, capsys):
     import functools
 
     from pytorch_lightning import Trainer
@@ -199,3 +200,9 @@ def test_predict_on_a_wandb_reference_writes_class_probabilities(cli_env, traine
     probs = torch.cat(outputs[0])
     assert probs.shape == (61, 10)  # every test image once, one probability per class
     torch.testing.assert_close(probs.sum(1), torch.ones(61))
+    # and the CLI user gets them as a file in the run folder, and is told where
+    (written,) = (cli_env / "runs").glob("*/predictions.npz")
+    saved = np.load(written)
+    torch.testing.assert_close(torch.from_numpy(saved["probs"]), probs)
+    assert saved["pred"].tolist() == probs.argmax(1).tolist() and saved["index"].tolist() == list(range(61))
+    assert f"wrote 61 predictions to {written.relative_to(cli_env)}" in capsys.readouterr().out
