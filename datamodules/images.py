@@ -224,6 +224,33 @@ def _target_mode(mode: str) -> str:
     return "L" if mode in _GREY_MODES else "RGB"
 
 
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _grey_uint8(img: Any, what: str, i: int) -> np.ndarray:
+    """A grey image as uint8 levels 0..255, scaled by what its PIL mode holds: 16-bit levels /257, 32-bit
+    integers as 8- or 16-bit levels by their range, floats in [0, 1] (or [0, 255]) by their range.
+    ``Image.convert("L")`` would clip 16-bit levels (all but the darkest white) and truncate [0, 1] floats
+    to black."""
+    if img.mode not in _SIXTEEN_BIT | {"I", "F"}:
+        return np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.uint8)
+    arr = np.asarray(img).astype(np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if img.mode in _SIXTEEN_BIT or (img.mode == "I" and 255 < hi <= 65535 and lo >= 0):
+        scale = 255 / 65535
+    elif img.mode == "I" and 0 <= lo and hi <= 255:
+        scale = 1.0
+    elif img.mode == "F" and 0 <= lo and hi <= 1:
+        scale = 255.0
+    elif img.mode == "F" and 0 <= lo and hi <= 255:
+        scale = 1.0
+    else:
+        raise DataError(f"{what}: image {i} (PIL mode {img.mode}) has values in [{lo:g}, {hi:g}], which this "
+                        f"data module cannot read as grey levels; store images as 8-bit (L), 16-bit (I;16) or "
+                        f"floats in [0, 1]")
+    return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+
+
 def _open(entry: dict) -> Any:
     from PIL import Image
 
@@ -272,9 +299,14 @@ def decode_split(ds: Any, what: str) -> tuple[torch.Tensor, tuple[int, int, int]
                     )
                 if _target_mode(img.mode) != mode:
                     other += 1
-                if img.mode != mode:
-                    img = img.convert(mode)
-                arr = np.asarray(img, dtype=np.uint8)
+                if mode == "L":
+                    arr = _grey_uint8(img, what, i)
+                else:  # colour; a grey image of a wide mode is read as grey levels first
+                    if img.mode in _SIXTEEN_BIT | {"I", "F"}:
+                        from PIL import Image
+
+                        img = Image.fromarray(_grey_uint8(img, what, i), "L")
+                    arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
             except DataError:
                 raise
             except Exception as exc:  # noqa: BLE001

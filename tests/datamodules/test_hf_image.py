@@ -7,6 +7,7 @@ import time
 import datasets
 import huggingface_hub.constants
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -336,6 +337,38 @@ def test_plain_int_labels_and_mixed_modes(tmp_path, cache_dir):
     assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2])  # a grey image as RGB
     np.testing.assert_array_equal(g[0].numpy(), grey[0])
     np.testing.assert_array_equal(x[2].numpy(), flat([rgb[0]])[0])
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F", "F255", "I"])
+def test_wide_grey_modes_are_scaled_to_grey_levels(tmp_path, cache_dir, mode):
+    """16-bit levels, 32-bit integers and floats in [0, 1] or [0, 255] become the same 8-bit grey levels."""
+    levels = make_images(3, (4, 5), "L", seed=3)
+    if mode == "I;16":
+        images = [Image.fromarray(a.astype(np.uint16) * 257) for a in levels]  # full 16-bit range
+    elif mode == "F":
+        images = [Image.fromarray(a.astype(np.float32) / 255, "F") for a in levels]
+    elif mode == "F255":
+        images = [Image.fromarray(a.astype(np.float32), "F") for a in levels]
+    else:
+        images = [Image.fromarray(a.astype(np.int32), "I") for a in levels]
+    assert images[0].mode == mode.removesuffix("255")
+    root = tmp_path / "wide"
+    for split in ("train", "test"):
+        write_split(root / f"{split}-00000-of-00001.parquet", [np.asarray(im) for im in images], [0, 1, 0],
+                    mode=images[0].mode if mode != "I;16" else None)
+    dm = HFImageDataModule(data_dir=str(root), cache_dir=cache_dir, val_size=1, batch_size=1)
+    x, _ = dm.split_tensors("train")
+    np.testing.assert_array_equal(x.numpy(), flat(levels[:2]))  # the last image is the validation split
+
+
+def test_float_images_out_of_range_are_refused_in_one_line(tmp_path, cache_dir):
+    root = tmp_path / "hot"
+    arrays = [np.full((4, 4), 300.0, dtype=np.float32)] * 3
+    for split in ("train", "test"):
+        write_split(root / f"{split}-00000-of-00001.parquet", arrays, [0, 1, 0], mode="F")
+    with pytest.raises(DataError) as exc:
+        HFImageDataModule(data_dir=str(root), cache_dir=cache_dir, val_size=1, batch_size=1).split_tensors("train")
+    assert "PIL mode F" in one_line(exc) and "[300, 300]" in one_line(exc)
 
 
 # ----------------------------------------------------------------------------------------------------
