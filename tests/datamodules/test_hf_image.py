@@ -7,9 +7,9 @@ import time
 import datasets
 import huggingface_hub.constants
 import numpy as np
-from PIL import Image
 import pytest
 import torch
+from PIL import Image
 
 import datamodules.images as images_mod
 from datamodules import DataError, FashionMNISTDataModule, HFImageDataModule, MNISTDataModule
