@@ -156,7 +156,8 @@ def _safe(text: str) -> str:
 def validate_dataset(dsd: Any, what: str, splits: Sequence[str] = ("train", "test")) -> tuple[int, list[str]]:
     """Check splits, columns and feature types; return ``(num_classes, class_names)``.
 
-    ``num_classes`` comes from the ``ClassLabel`` feature; a plain integer label column gives ``max + 1``.
+    ``num_classes`` comes from the ``ClassLabel`` feature; a plain integer label column must hold exactly the
+    class ids ``0..C-1``.
     """
     import datasets
 
@@ -199,15 +200,24 @@ def validate_dataset(dsd: Any, what: str, splits: Sequence[str] = ("train", "tes
     if isinstance(label_feature, datasets.ClassLabel):
         names = [str(n) for n in label_feature.names]
         return len(names), names
-    top = -1
+    seen: set[int] = set()
     for split in splits:
         col = dsd[split].with_format("arrow")[:].column("label")
         if col.null_count:
             raise DataError(
                 f"{what} split '{split}' has {col.null_count} missing labels; every image needs one"
             )
-        top = max(top, int(np.max(col.to_numpy(zero_copy_only=False))))
-    return top + 1, [str(i) for i in range(top + 1)]
+        seen.update(int(v) for v in np.unique(col.to_numpy(zero_copy_only=False)))
+    # a plain integer column must be the class ids 0..C-1 themselves: max + 1 classes from labels such as
+    # {0, 1000000} would build a model of a million classes
+    if seen != set(range(len(seen))):
+        shown = sorted(seen)
+        listing = ", ".join(map(str, shown[:5])) + (", ..." if len(shown) > 5 else "")
+        raise DataError(
+            f"{what}: the integer labels ({len(seen)} distinct: {listing}) are not the class ids 0..{len(seen) - 1}; "
+            f"renumber them 0..C-1 or store the label column as a datasets.ClassLabel"
+        )
+    return len(seen), [str(i) for i in range(len(seen))]
 
 
 def _feature_desc(feature: Any) -> str:

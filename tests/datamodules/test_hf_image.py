@@ -361,6 +361,17 @@ def test_wide_grey_modes_are_scaled_to_grey_levels(tmp_path, cache_dir, mode):
     np.testing.assert_array_equal(x.numpy(), flat(levels[:2]))  # the last image is the validation split
 
 
+@pytest.mark.parametrize("labels", [[0, 1000000, 0], [0, 2, 0], [-1, 0, 1]])
+def test_integer_labels_that_are_not_class_ids_are_refused_in_one_line(tmp_path, cache_dir, labels):
+    root = tmp_path / "sparse"
+    arrays = make_images(3, (4, 4), "L", seed=0)
+    for split in ("train", "test"):
+        write_split(root / f"{split}-00000-of-00001.parquet", arrays, labels)
+    with pytest.raises(DataError) as exc:
+        _ = HFImageDataModule(data_dir=str(root), cache_dir=cache_dir, val_size=1, batch_size=1).num_classes
+    assert "are not the class ids 0.." in one_line(exc) and "ClassLabel" in one_line(exc)
+
+
 def test_float_images_out_of_range_are_refused_in_one_line(tmp_path, cache_dir):
     root = tmp_path / "hot"
     arrays = [np.full((4, 4), 300.0, dtype=np.float32)] * 3
