@@ -18,6 +18,10 @@ from .fitted import PROPOSAL_INITS, fit_proposal
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
+# The model's named random streams: each draw comes from a generator seeded by (seed, stream, position...), so a
+# resumed run draws what an uninterrupted one would. The numbers are part of the checkpoints' meaning: keep them.
+STREAM = {"train": 0, "likelihood": 1, "val": 3, "test": 4, "proposal_fit": 6, "proposal_likelihood": 7}
+
 
 class GenerativeLearner(pl.LightningModule):
     """Trains a `CoupledSigmoidNet` with an objective from `OBJECTIVES` and evaluates both directions.
@@ -206,7 +210,7 @@ class GenerativeLearner(pl.LightningModule):
     # ---- training ----
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self._objective(x, y, 0, self.current_epoch, batch_idx)
+        out = self._objective(x, y, STREAM["train"], self.current_epoch, batch_idx)
         # Each self.log costs about a millisecond of Lightning bookkeeping, as much as the step itself on a
         # CPU, so step values are logged only when the logger will write them, and the epoch means are
         # running sums here (checkpointed: a mid-epoch resume keeps them), logged once, at the last batch.
@@ -247,7 +251,7 @@ class GenerativeLearner(pl.LightningModule):
     # ---- validation: recognition accuracy on grey-level images and the objective ----
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        out = self._objective(x, y, 3, self.current_epoch, batch_idx)
+        out = self._objective(x, y, STREAM["val"], self.current_epoch, batch_idx)
         self.val_acc.update(self.net.recognize(x), y)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, sync_dist=True,
                       batch_size=x.shape[0])
@@ -269,23 +273,23 @@ class GenerativeLearner(pl.LightningModule):
         # every rank fits the same proposal: same data, same seed
         self.__dict__["_proposal"] = fit_proposal(
             self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "own"),
-            lr=self.hparams.lr, seed=self._seed(6),
+            lr=self.hparams.lr, seed=self._seed(STREAM["proposal_fit"]),
         )
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         self.test_acc.update(self.net.recognize(x), y)
-        out = self._objective(x, y, 4, batch_idx)
+        out = self._objective(x, y, STREAM["test"], batch_idx)
         self.log("test/loss", out["loss"], on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         xb = fixed_binarize(x, self.hparams.seed)
-        g = self._generator(1, batch_idx, self.global_rank)
+        g = self._generator(STREAM["likelihood"], batch_idx, self.global_rank)
         self.test_elbo.update(self.net.log_likelihood(xb, y, 1, generator=g))
         self.test_log_likelihood.update(self.net.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/elbo", self.test_elbo, on_epoch=True)
         self.log("test/log_likelihood", self.test_log_likelihood, on_epoch=True)
         if self._proposal is not None:
-            g = self._generator(7, batch_idx, self.global_rank)
+            g = self._generator(STREAM["proposal_likelihood"], batch_idx, self.global_rank)
             self.test_log_likelihood_fitted.update(
                 self._proposal.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
             self.log("test/log_likelihood_fitted", self.test_log_likelihood_fitted, on_epoch=True)
