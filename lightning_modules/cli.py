@@ -344,6 +344,8 @@ class CoupledCLI(LightningCLI):
         )
         self.run_id = check_run_id(run_id)
         self.run_dir = run_dir(cfg.runs_dir, self.run_id)
+        if subcommand == "fit" and local is None and os.environ.get("LOCAL_RANK", "0") == "0":
+            _refuse_overwriting(self.run_id, self.run_dir)
         export_run_id(self.run_id)
 
     @staticmethod
@@ -559,6 +561,18 @@ def check_cpu_devices(accelerator: Any, devices: Any) -> None:
         raise ConfigError(
             f"--trainer.devices {devices} asks for {devices} CPU processes but this machine has {cpus} CPUs; "
             f"lower --trainer.devices (on the CPU each device is one process)"
+        )
+
+
+def _refuse_overwriting(run_id: str, folder: Path) -> None:
+    """A new model (fit without --ckpt_path) in a run folder that holds checkpoints would replace last.ckpt and
+    repoint the index's latest/best: refuse (checked by the process the user started, not by DDP children)."""
+    existing = sorted(p.name for p in (folder / "checkpoints").glob("*.ckpt")) if folder.is_dir() else []
+    if existing:
+        raise ConfigError(
+            f"run {run_id} already has checkpoints ({', '.join(existing[:3])}) in {folder / 'checkpoints'}: a new "
+            f"model there would overwrite them; resume it with --ckpt_path wandb:model-{run_id}:latest, or drop "
+            f"the run id to start a new run"
         )
 
 

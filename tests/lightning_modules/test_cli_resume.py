@@ -11,6 +11,7 @@ import torch
 import wandb
 from pytorch_lightning.loggers import WandbLogger
 
+from lightning_modules.cli import main as run_main_raw
 from lightning_modules.resume import RUN_ID_KEY
 from tests.cli_helpers import CONFIGS, csv_metrics, run_folders, run_main, tiny_args
 from tests.conftest import copy_run
@@ -206,3 +207,21 @@ def test_predict_on_a_wandb_reference_writes_class_probabilities(cli_env, traine
     torch.testing.assert_close(torch.from_numpy(saved["probs"]), probs)
     assert saved["pred"].tolist() == probs.argmax(1).tolist() and saved["index"].tolist() == list(range(61))
     assert f"wrote 61 predictions to {written.relative_to(cli_env)}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["env", "logger_id"])
+def test_a_new_model_in_an_existing_run_is_refused(cli_env, trained, monkeypatch, capsys, how):
+    """A reused run id without --ckpt_path would overwrite last.ckpt and repoint latest/best: one line, nothing
+    touched."""
+    run = copy_run(trained, cli_env)
+    run_id = trained["run_id"]
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("*") if p.is_file()}
+    extra = ["--trainer.logger.init_args.id", run_id] if how == "logger_id" else []
+    if how == "env":
+        monkeypatch.setenv("COUPLED_RUN_ID", run_id)
+    with pytest.raises(SystemExit) as info:
+        run_main_raw(["fit", "--config", MNIST, *tiny_args(trained["data"]), "--trainer.max_epochs", "1", *extra])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and "\n" not in err, err
+    assert f"run {run_id} already has checkpoints" in err and f"--ckpt_path wandb:model-{run_id}:latest" in err
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").glob("*") if p.is_file()} == before
