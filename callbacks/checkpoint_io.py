@@ -33,8 +33,8 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from lightning_modules.compat import check_compatible
 from lightning_modules.errors import CheckpointError
-from lightning_modules.learner import check_compatible
 
 __all__ = [
     "AtomicCheckpointIO",

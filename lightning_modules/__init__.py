@@ -1,7 +1,8 @@
 """The coupled recognition/generation pair, its objectives and the LightningModule that trains them."""
 
+from .compat import check_compatible
 from .errors import CheckpointError, ConfigError
-from .learner import GenerativeLearner, check_compatible, make_optimizer
+from .learner import GenerativeLearner, make_optimizer
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
 
