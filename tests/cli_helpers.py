@@ -25,6 +25,7 @@ def tiny_args(data_dir: Path, *extra: str) -> list[str]:
         "--model.hidden_sizes", "[16]",
         "--model.lr", "0.05",
         "--model.eval_num_samples", "4",
+        "--model.fitted_proposal_steps", "5",
         "--model.self_consistency_per_class", "5",
         "--recognition.self_consistency_per_class", "5",
         "--trainer.accelerator", "cpu",

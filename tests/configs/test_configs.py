@@ -10,7 +10,7 @@ from tests.cli_helpers import CONFIGS, run_cli, run_folders, tiny_args
 from tests.conftest import subprocess_env
 
 ALL = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-FULL = ["mnist.yaml", "fashion_mnist.yaml"]  # complete configs; the others are overlays on mnist.yaml
+FULL = ["mnist.yaml", "symmetric.yaml", "fashion_mnist.yaml"]  # complete configs; the others overlay mnist.yaml
 
 
 def _configs(name: str) -> list[str]:
@@ -19,8 +19,8 @@ def _configs(name: str) -> list[str]:
 
 
 def test_the_issue_configs_exist():
-    assert {"mnist.yaml", "fashion_mnist.yaml", "discriminative.yaml", "wake_sleep.yaml", "untied.yaml",
-            "ddp.yaml"} <= set(ALL)
+    assert {"mnist.yaml", "symmetric.yaml", "rws.yaml", "vimco.yaml", "fashion_mnist.yaml", "discriminative.yaml",
+            "wake_sleep.yaml", "untied.yaml", "ddp.yaml"} <= set(ALL)
 
 
 def _print_config(args: list[str], capsys) -> dict:
@@ -30,9 +30,12 @@ def _print_config(args: list[str], capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_mnist_is_the_papers_experiment(cli_env, capsys):
+def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_env, capsys):
+    paper = _print_config(_configs("symmetric.yaml"), capsys)
+    assert paper["model"]["objective"] == "symmetric" and paper["model"]["tied"] is True
     cfg = _print_config(_configs("mnist.yaml"), capsys)
-    assert cfg["model"]["objective"] == "symmetric" and cfg["model"]["tied"] is True
+    assert cfg["model"]["objective"] == "rws" and cfg["model"]["tied"] is True
+    assert cfg["model"]["objective_kwargs"]["num_samples"] == 5 and cfg["model"]["fitted_proposal_steps"] > 0
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
     assert cfg["checkpoint"]["monitor"] == "val/acc" and cfg["checkpoint"]["mode"] == "max"
     assert cfg["trainer"]["logger"]["class_path"].endswith("WandbLogger")
@@ -64,12 +67,13 @@ def test_ddp_overlay_sets_strategy_flags(cli_env, capsys):
 
 
 EXPECT = {
-    "mnist.yaml": ("symmetric", True, "MNISTDataModule"),
+    "mnist.yaml": ("rws", True, "MNISTDataModule"),
+    "symmetric.yaml": ("symmetric", True, "MNISTDataModule"),
     "fashion_mnist.yaml": ("symmetric", True, "FashionMNISTDataModule"),
     "discriminative.yaml": ("discriminative", True, "MNISTDataModule"),
     "wake_sleep.yaml": ("wake_sleep", True, "MNISTDataModule"),
     "hybrid.yaml": ("hybrid", True, "MNISTDataModule"),
-    "untied.yaml": ("symmetric", False, "MNISTDataModule"),
+    "untied.yaml": ("rws", False, "MNISTDataModule"),
     "rws.yaml": ("rws", True, "MNISTDataModule"),
     "vimco.yaml": ("vimco", True, "MNISTDataModule"),
 }

@@ -122,7 +122,7 @@ CASES: list[tuple[str, Args, list[str]]] = [
     ("unknown_objective", _const("--model.objective", "foo"),
      ["unknown objective 'foo'", "discriminative, symmetric, wake_sleep, hybrid"]),
     ("unknown_objective_option", _const("--model.objective_kwargs", '{"generation_wieght": 2}'),
-     ["objective 'symmetric' has no option(s) generation_wieght", "generation_weight"]),
+     ["objective 'rws' has no option(s) generation_wieght", "generation_weight"]),
     ("sizes_do_not_match_data", _const("--model.sizes", "[100, 16, 10]"),
      ["model.sizes [100, 16, 10] do not match the data's input size 64", "model.hidden_sizes"]),
     ("zero_hidden_size", _const("--model.hidden_sizes", "[16, 0]"), ["positive layer sizes", "[64, 16, 0, 10]"]),

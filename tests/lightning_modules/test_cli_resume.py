@@ -33,7 +33,7 @@ def _steps(logged: list) -> list[int]:
 def test_fit_leaves_one_run_folder(trained_run):
     run = trained_run["run_dir"]
     assert (run / "config.yaml").is_file()
-    assert "objective: symmetric" in (run / "config.yaml").read_text()
+    assert "objective: rws" in (run / "config.yaml").read_text()
     for name in ("best.ckpt", "last.ckpt", "index.json"):
         assert (run / "checkpoints" / name).is_file(), name
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["epoch_0000.png", "epoch_0001.png",
