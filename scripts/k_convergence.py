@@ -5,7 +5,7 @@
 For each checkpoint: log p(x|y) on the MNIST test set (binarized once with the model's seed) with the model's own
 recognition network and with one fitted to its frozen generator (`lightning_modules/fitted.py`), at every K of
 --ks on all test images and at --big-k on the first --big-images. Writes reports/k_convergence.json and
-reports/K_CONVERGENCE.md.
+reports/K_CONVERGENCE.md; with the reference CNN (--reference), also the accuracy of 1,000 samples per class.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
+from callbacks.sample_quality import class_samples, sample_accuracy
 from datamodules import MNISTDataModule
 from lightning_modules import GenerativeLearner, fixed_binarize
 from lightning_modules.fitted import fit_proposal
+from lightning_modules.reference import ReferenceCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +43,8 @@ def main(argv=None) -> None:
     p.add_argument("--big-images", type=int, default=1000)
     p.add_argument("--fit-steps", type=int, default=2000)
     p.add_argument("--data-dir", default=os.environ.get("COUPLED_DATA_DIR"))
+    p.add_argument("--reference", default=str(ROOT / ".cache" / "reproduce" / "reference-mnist.ckpt"),
+                   help="the reference CNN that scores samples (make reproduce trains it); '' to skip")
     p.add_argument("--out", type=Path, default=ROOT / "reports")
     args = p.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",")]
@@ -64,6 +68,13 @@ def main(argv=None) -> None:
             big = estimates(q, xb[: args.big_images], y_test[: args.big_images], [ks[-1], args.big_k], seed)
             row[f"{label}_subset"] = big
             print(f"[k] {name} {label}: {row[label]} subset {big}", flush=True)
+        if args.reference and Path(args.reference).is_file():
+            clf = ReferenceCNN.load_from_checkpoint(args.reference, map_location="cpu", weights_only=True).eval()
+            for kind in ("binary", "means"):
+                samples, labels = class_samples(net, 1000, seed, kind=kind)
+                row[f"sample_acc_{kind}"] = sample_accuracy(samples, labels, clf)
+            print(f"[k] {name} sample accuracy: binary {row['sample_acc_binary']:.4f}, means "
+                  f"{row['sample_acc_means']:.4f}", flush=True)
         row["seconds"] = time.perf_counter() - t0
         results[name] = row
     args.out.mkdir(parents=True, exist_ok=True)
@@ -74,10 +85,11 @@ def main(argv=None) -> None:
 def write_markdown(results: dict, ks: list[int], args, path: Path) -> None:
     head = " | ".join(f"K = {k}" for k in ks)
     sub = f"K = {ks[-1]} / {args.big_k} ({args.big_images} images)"
-    lines = ["# Likelihood against K", "",
+    lines = ["# Likelihood against K, and sample accuracy", "",
              f"Produced by `python scripts/k_convergence.py {' '.join(args.models)}`; nats per test image, MNIST "
              f"test set binarized once; 'fitted': a recognition network fitted to the frozen generator "
-             f"({args.fit_steps} RWS wake-q steps).", "",
+             f"({args.fit_steps} RWS wake-q steps from the pair's own). Sample accuracy: the reference CNN on "
+             f"1,000 ancestral samples per class, binary and as pixel means p(x0 = 1 | x1).", "",
              f"| model | proposal | {head} | {sub} |", "|---|---|" + "---|" * (len(ks) + 1)]
     for name, r in results.items():
         for label in ("own", "fitted"):
@@ -86,6 +98,10 @@ def write_markdown(results: dict, ks: list[int], args, path: Path) -> None:
             big = f"{s[ks[-1]]:.2f} / {s[args.big_k]:.2f}"
             lines.append(f"| {name} ({r['objective']}, {'tied' if r['tied'] else 'untied'}) | {label} | {vals} | "
                          f"{big} |")
+    if any("sample_acc_binary" in r for r in results.values()):
+        lines += ["", "| model | sample acc (binary) | sample acc (means) |", "|---|---|---|"]
+        lines += [f"| {name} | {100 * r['sample_acc_binary']:.1f}% | {100 * r['sample_acc_means']:.1f}% |"
+                  for name, r in results.items() if "sample_acc_binary" in r]
     path.write_text("\n".join(lines) + "\n")
 
 
