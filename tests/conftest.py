@@ -118,7 +118,7 @@ PYTHON = sys.executable
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_data, decoded_cache) -> dict:
-    """`coupled fit --config configs/mnist.yaml` for 2 epochs on the tiny data, W&B offline.
+    """`coupled fit --config configs/symmetric.yaml` (deterministic) for 2 epochs on the tiny data, W&B offline.
 
     Returns ``root`` (the folder it ran in: ``root/runs/<run id>/``), ``run_id``, ``run_dir``, and
     ``logged``: every ``(step, metrics)`` the WandbLogger was asked to log (test metrics included).
@@ -144,7 +144,7 @@ def trained_run(tmp_path_factory, tiny_data, decoded_cache) -> dict:
         mp.setenv("NETRC", str(root / "no-netrc"))
         mp.chdir(root)
         mp.setattr(WandbLogger, "log_metrics", recording)
-        run_main(["fit", "--config", str(CONFIGS / "mnist.yaml"), *tiny_args(tiny_data),
+        run_main(["fit", "--config", str(CONFIGS / "symmetric.yaml"), *tiny_args(tiny_data),
                   "--trainer.max_epochs", "2", "--sample_grid.every_n_epochs", "1"])
     runs = [p for p in (root / "runs").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
