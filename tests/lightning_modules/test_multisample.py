@@ -9,16 +9,13 @@ import torch
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet
 from lightning_modules.objectives import sample_q
 
+from .test_model import tiny_net as _tiny_net
+
 SIZES = [5, 4, 3, 3]  # 7 hidden units: 128 joint hidden states, 128**2 pairs
 
 
 def tiny_net(tied, seed=0, std=0.8):
-    torch.manual_seed(seed)
-    net = CoupledSigmoidNet(SIZES, tied=tied).double()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, std)
-    return net
+    return _tiny_net(SIZES, tied=tied, std=std, seed=seed)
 
 
 def hidden_states(net):
