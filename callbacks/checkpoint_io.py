@@ -291,7 +291,7 @@ def _check_structure(path: str, ckpt: Any) -> None:
 
 # Hand-written, not Lightning's TorchCheckpointIO: its local save (an fsspec transaction, temp file then move)
 # fsyncs neither the file nor its folder, so a power cut can leave the new name on an empty file; and its load
-# does not check the zip's CRCs, so flipped bytes load silently (tests/reliability/test_checkpoint_io.py).
+# does not check the zip's CRCs, so flipped bytes load silently (both tested in reliability/test_checkpoint_io.py).
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with crash-safe (temp file, fsync, rename) saving and safe, clear loading.
 

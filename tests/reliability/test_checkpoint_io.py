@@ -63,6 +63,22 @@ def test_a_failing_save_leaves_the_old_file_untouched(tmp_path):
     assert os.listdir(tmp_path) == ["last.ckpt"]
 
 
+def test_the_reason_for_a_hand_written_save_lightning_does_not_fsync(tmp_path, monkeypatch):
+    """Why AtomicCheckpointIO is not Lightning's TorchCheckpointIO: Lightning's save fsyncs nothing, so after a
+    power cut the new name may hold an empty file; ours fsyncs the file and its folder before and after the
+    rename."""
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    ckpt = {"state_dict": {"w": torch.ones(3)}}
+    TorchCheckpointIO().save_checkpoint(ckpt, tmp_path / "lightning.ckpt")
+    assert synced == []
+    AtomicCheckpointIO().save_checkpoint(ckpt, tmp_path / "ours.ckpt")
+    assert len(synced) >= 2  # the file, then its folder
+
+
 def test_temp_files_of_killed_writers_are_removed(tmp_path):
     stale = tmp_path / ".last.ckpt.999999999.abcd.tmp"  # a pid that cannot exist
     stale.write_bytes(b"half a checkpoint")
