@@ -14,8 +14,6 @@ from torch import Tensor
 
 from lightning_modules.model import CoupledSigmoidNet
 
-SAMPLE_KINDS = ("binary", "means")
-
 
 @torch.no_grad()
 def class_samples(
@@ -25,14 +23,10 @@ def class_samples(
 
     kind: ``binary`` (sampled pixels) or ``means`` (the pixel means p(x0 = 1 | x1) of the same draws).
     """
-    if kind not in SAMPLE_KINDS:
-        raise ValueError(f"sample kind must be one of {', '.join(SAMPLE_KINDS)}, got {kind!r}")
     device = net.W[0].device
     g = torch.Generator(device=device).manual_seed(seed)
     y = torch.arange(net.num_classes, device=device).repeat_interleave(per_class)
-    if kind == "binary":
-        return torch.cat([net.sample_down(part, g)[0] for part in y.split(chunk)]), y
-    return torch.cat([net.sample_pixel_means(part, g) for part in y.split(chunk)]), y
+    return torch.cat([net.sample_images(part, kind, g) for part in y.split(chunk)]), y
 
 
 @torch.no_grad()

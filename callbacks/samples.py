@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightning_modules.model import SAMPLE_KINDS
+
 
 def grid_image(
     means: torch.Tensor, samples: torch.Tensor, image_shape: tuple[int, int, int], pad: int = 2, scale: int = 1
@@ -69,8 +71,8 @@ class SampleGrid(pl.Callback):
     ):
         if samples_per_class < 1 or every_n_epochs < 0 or scale < 1:
             raise ValueError("samples_per_class and scale must be >= 1, every_n_epochs >= 0")
-        if kind not in ("binary", "means"):
-            raise ValueError(f"sample_grid.kind must be binary or means, got {kind!r}")
+        if kind not in SAMPLE_KINDS:
+            raise ValueError(f"sample_grid.kind must be {' or '.join(SAMPLE_KINDS)}, got {kind!r}")
         self.kind = kind
         self.samples_per_class = samples_per_class
         self.every_n_epochs = every_n_epochs
@@ -91,8 +93,7 @@ class SampleGrid(pl.Callback):
             classes = torch.arange(net.num_classes, device=pl_module.device)
             g = torch.Generator(device=pl_module.device).manual_seed(self.seed)
             ys = classes.repeat_interleave(self.samples_per_class)
-            samples = net.sample_down(ys, g)[0] if self.kind == "binary" else net.sample_pixel_means(ys, g)
-            samples = samples.reshape(net.num_classes, self.samples_per_class, -1)
+            samples = net.sample_images(ys, self.kind, g).reshape(net.num_classes, self.samples_per_class, -1)
             means = net.generate_mean(classes)
         finally:
             net.train(was_training)
@@ -128,8 +129,6 @@ class SampleGrid(pl.Callback):
 def _image_shape(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[int, int, int]:
     dm = getattr(trainer, "datamodule", None)
     shape = getattr(dm, "image_shape", None)
-    if shape is not None:
-        return tuple(int(s) for s in shape)
-    d0 = pl_module.net.sizes[0]
-    side = int(round(d0**0.5))
-    return (1, side, side) if side * side == d0 else (1, 1, d0)
+    if shape is None:  # no DataModule: the model's own (GenerativeLearner.image_shape)
+        shape = pl_module.image_shape
+    return tuple(int(s) for s in shape)

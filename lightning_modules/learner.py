@@ -164,17 +164,28 @@ class GenerativeLearner(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the data, as linked from the DataModule; a model without it (older checkpoints, sizes
+        given by hand) is shown as one square grey image, or a single row when d0 is not a square."""
+        shape = self.hparams.get("image_shape")
+        if shape:
+            return tuple(int(s) for s in shape)
+        d0 = self.net.sizes[0]
+        side = int(round(d0**0.5))
+        return (1, side, side) if side * side == d0 else (1, 1, d0)
+
     @classmethod
     def load(cls, ref: str | os.PathLike, runs_dir: str | os.PathLike = "runs", map_location: Any = "cpu"
              ) -> GenerativeLearner:
         """A trained model from a checkpoint path or a ``wandb:[[ENTITY/]PROJECT/]model-<run id>[:alias]``
         reference (downloaded online, the local copy under `runs_dir` offline), read with
         ``weights_only=True`` after the checks of ``load_checkpoint_safely``; in eval mode on `map_location`."""
-        from .resume import load_checkpoint, resolve_ckpt_path  # the application's, imported when used
+        from .resume import SPECIAL_CKPT_PATHS, load_checkpoint, resolve_ckpt_path  # the application's, when used
         from .runs import wandb_online
 
         path = resolve_ckpt_path(str(ref), runs_dir=runs_dir, online=wandb_online(), default_project="coupled")
-        if path in SPECIAL_CKPT_NAMES:
+        if path in SPECIAL_CKPT_PATHS:
             raise CheckpointError(f"{ref!r} names a checkpoint only inside a Trainer; give a path or a wandb: "
                                   f"reference")
         checkpoint = load_checkpoint(path)
@@ -347,7 +358,6 @@ class GenerativeLearner(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-SPECIAL_CKPT_NAMES = ("best", "last", "hpc", "registry")  # Lightning's own ckpt_path values
 FUSED_DEVICES = ("cpu", "cuda")
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

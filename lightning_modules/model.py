@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 METHODS = ("deterministic", "mean_variance")
+SAMPLE_KINDS = ("binary", "means")  # what an image sample shows: sampled pixels, or p(x0 = 1 | sampled x1)
 # log_likelihood's uniforms: drawn for this many samples at a time and shared by this many examples
 SAMPLES_PER_DRAW = 1000
 EXAMPLES_PER_DRAW = 32
@@ -214,6 +215,12 @@ class CoupledSigmoidNet(nn.Module):
         if self.num_layers == 1:
             return self.generate_mean(y)
         return torch.sigmoid(self.down_logits(0, self.sample_down(y, generator)[1]))
+
+    def sample_images(self, y: Tensor, kind: str = "binary", generator: torch.Generator | None = None) -> Tensor:
+        """One ancestral image sample per class index in y, (B, d0): ``binary`` pixels or their ``means``."""
+        if kind not in SAMPLE_KINDS:
+            raise ValueError(f"sample kind must be one of {', '.join(SAMPLE_KINDS)}, got {kind!r}")
+        return self.sample_down(y, generator)[0] if kind == "binary" else self.sample_pixel_means(y, generator)
 
     def sample_classes(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         probs = torch.softmax(self.prior_logits, -1).expand(n, -1)

@@ -21,8 +21,7 @@ from PIL import Image, ImageDraw
 
 from .errors import ConfigError
 from .learner import GenerativeLearner
-
-KINDS = ("binary", "means")
+from .model import SAMPLE_KINDS
 
 
 def parse_classes(text: str | None, num_classes: int) -> list[int]:
@@ -38,15 +37,6 @@ def parse_classes(text: str | None, num_classes: int) -> list[int]:
     return classes
 
 
-def image_shape_of(model: GenerativeLearner) -> tuple[int, int, int]:
-    shape = model.hparams.get("image_shape")
-    if shape:
-        return tuple(int(s) for s in shape)
-    d0 = model.net.sizes[0]
-    side = int(round(d0**0.5))
-    return (1, side, side) if side * side == d0 else (1, 1, d0)
-
-
 @torch.no_grad()
 def draw(model: GenerativeLearner, classes: list[int], per_class: int, kind: str, seed: int) -> dict:
     """Means (len(classes), d0) and samples (len(classes), per_class, d0); the same seed gives the same images
@@ -54,7 +44,7 @@ def draw(model: GenerativeLearner, classes: list[int], per_class: int, kind: str
     net, device = model.net, model.device
     g = torch.Generator(device=device).manual_seed(seed)
     ys = torch.tensor(classes, device=device).repeat_interleave(per_class)
-    samples = net.sample_down(ys, g)[0] if kind == "binary" else net.sample_pixel_means(ys, g)
+    samples = net.sample_images(ys, kind, g)
     means = net.generate_mean(torch.tensor(classes, device=device))
     return {"means": means.cpu(), "samples": samples.view(len(classes), per_class, -1).cpu(), "labels": ys.cpu()}
 
@@ -87,7 +77,7 @@ def main(argv: list[str]) -> Path:
                    help="a checkpoint file or wandb:[[ENTITY/]PROJECT/]model-RUNID[:ALIAS]")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: every class)")
     p.add_argument("--per_class", type=int, default=10, help="samples per class (default 10)")
-    p.add_argument("--kind", choices=KINDS, default="binary")
+    p.add_argument("--kind", choices=SAMPLE_KINDS, default="binary")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("samples"), help="output folder (default ./samples)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (a GPU where there is one)")
@@ -102,7 +92,7 @@ def main(argv: list[str]) -> Path:
     C = model.net.num_classes
     classes = parse_classes(args.classes, C)
     names = list(model.hparams.get("class_names") or [str(c) for c in range(C)])
-    shape = image_shape_of(model)
+    shape = model.image_shape
     out = draw(model, classes, args.per_class, args.kind, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"samples_{args.kind}_seed{args.seed}"
