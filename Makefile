@@ -57,10 +57,10 @@ lint: $(BIN)/python
 	$(BIN)/python -m ruff check .
 
 bench: $(BIN)/python
-	$(DATA_ENV) $(BIN)/python scripts/bench.py $(ARGS)
+	$(DATA_ENV) $(BIN)/python -m scripts.bench $(ARGS)
 
 reproduce: $(BIN)/python
-	$(DATA_ENV) QUICK=$(QUICK) VARIANTS=$(VARIANTS) FRONTIER=$(FRONTIER) $(BIN)/python scripts/reproduce.py $(ARGS)
+	$(DATA_ENV) QUICK=$(QUICK) VARIANTS=$(VARIANTS) FRONTIER=$(FRONTIER) $(BIN)/python -m scripts.reproduce $(ARGS)
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .ruff_cache

@@ -1,7 +1,6 @@
-"""Callbacks: sample grids, DDP-exact recognition metrics, checkpoint artifacts, and reliability guards."""
+"""Lightning callbacks, one per file: sample grids, sample quality, the loss
+guard, the graceful SIGTERM stop, the prediction writer and the evaluation progress bar."""
 
-from callbacks.artifacts import CheckpointArtifacts
-from callbacks.recognition import RecognitionAccuracy
 from callbacks.samples import SampleGrid, grid_image
 
-__all__ = ["CheckpointArtifacts", "RecognitionAccuracy", "SampleGrid", "grid_image"]
+__all__ = ["SampleGrid", "grid_image"]

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from lightning_modules.files import atomic_write
+
 
 class PredictionWriter(BasePredictionWriter):
     """Lightning's prediction writer: at the end of ``predict``, ``<dirpath>/predictions.npz`` with ``probs``
@@ -31,7 +33,6 @@ class PredictionWriter(BasePredictionWriter):
         name = "predictions.npz" if trainer.world_size == 1 else f"predictions_rank{trainer.global_rank}.npz"
         self.dirpath.mkdir(parents=True, exist_ok=True)
         self.path = self.dirpath / name
-        tmp = self.path.with_name(f".{name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, probs=probs.numpy(), pred=probs.argmax(-1).numpy(), index=index)
-        os.replace(tmp, self.path)
+        with atomic_write(self.path) as f:
+            np.savez(f, probs=probs.numpy(), pred=probs.argmax(-1).numpy(), index=index)
         print(f"coupled predict: wrote {len(probs)} predictions to {self.path}", flush=True)

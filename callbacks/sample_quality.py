@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
+from lightning_modules.errors import ConfigError
 from lightning_modules.model import CoupledSigmoidNet
+from lightning_modules.seeds import stream_generator
 
 
 @torch.no_grad()
@@ -24,7 +27,7 @@ def class_samples(
     kind: ``binary`` (sampled pixels) or ``means`` (the pixel means p(x0 = 1 | x1) of the same draws).
     """
     device = net.W[0].device
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = stream_generator(seed, "sample_quality", device=device)
     y = torch.arange(net.num_classes, device=device).repeat_interleave(per_class)
     return torch.cat([net.sample_images(part, kind, g) for part in y.split(chunk)]), y
 
@@ -55,7 +58,7 @@ def diversity(samples: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor
 @torch.no_grad()
 def approximation_error(net: CoupledSigmoidNet, x: Tensor, num_samples: int = 1000, seed: int = 0) -> dict:
     """{method: [per-hidden-layer mean absolute error vs Monte Carlo marginals]} for the recognition pass."""
-    g = torch.Generator(device=x.device).manual_seed(seed)
+    g = stream_generator(seed, "approx_error", device=x.device)
     mc = net.marginals(x, "monte_carlo", num_samples=num_samples, generator=g)[:-1]
     return {
         m: [(a - b).abs().mean().item() for a, b in zip(net.marginals(x, m)[:-1], mc)]
@@ -73,6 +76,9 @@ class SampleQuality(pl.Callback):
 
     def __init__(self, classifier_ckpt: str | None = None, per_class: int = 1000, marginal_images: int = 500,
                  mc_samples: int = 1000, seed: int = 0):
+        if per_class < 1 or marginal_images < 0 or mc_samples < 1:
+            raise ConfigError(f"sample_quality needs per_class >= 1, marginal_images >= 0 and mc_samples >= 1; "
+                              f"got {per_class}, {marginal_images}, {mc_samples}")
         self.classifier_ckpt = classifier_ckpt
         self.per_class, self.marginal_images, self.mc_samples, self.seed = per_class, marginal_images, mc_samples, seed
         self.results: dict = {}
@@ -80,6 +86,9 @@ class SampleQuality(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         net: CoupledSigmoidNet = pl_module.net
         dm = trainer.datamodule
+        if not hasattr(dm, "split_tensors"):  # diversity and the marginals compare with the real test images
+            rank_zero_warn("sample_quality needs a DataModule with split_tensors('test'); nothing is measured")
+            return
         real, real_y = dm.split_tensors("test")
         real = dm.transform(real.to(pl_module.device), train=False)
         real_y = real_y.to(pl_module.device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,10 @@ import torch
 from PIL import Image
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightning_modules.files import atomic_write
+from lightning_modules.loggers import wandb_logger
 from lightning_modules.model import SAMPLE_KINDS
+from lightning_modules.seeds import stream_generator
 
 
 def grid_image(
@@ -91,7 +93,7 @@ class SampleGrid(pl.Callback):
         net.eval()
         try:
             classes = torch.arange(net.num_classes, device=pl_module.device)
-            g = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            g = stream_generator(self.seed, "sample_grid", device=pl_module.device)
             ys = classes.repeat_interleave(self.samples_per_class)
             samples = net.sample_images(ys, self.kind, g).reshape(net.num_classes, self.samples_per_class, -1)
             means = net.generate_mean(classes)
@@ -106,13 +108,12 @@ class SampleGrid(pl.Callback):
         folder = self.folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            img.save(f, format="PNG")
         self.last_path = path
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step, caption=[name])
+        logger = wandb_logger(trainer.loggers)
+        if logger is not None:
+            logger.log_image(key="samples", images=[str(path)], step=trainer.global_step, caption=[name])
         return path
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

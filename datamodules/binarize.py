@@ -1,8 +1,9 @@
 """Exact Bernoulli(x / 255) draws for uint8 grey levels, at 8 random bits per pixel.
 
 Why not ``torch.bernoulli`` or ``torch.randint(0, 255)``: on the CPU, torch's generator spends a 32-bit
-Mersenne-Twister draw plus a float or range conversion on every pixel, and that alone was 5% of a training
-epoch (``reports/BENCH.md``). Here one 64-bit draw of numpy's SFC64 generator feeds 8 pixels, and a caller
+Mersenne-Twister draw plus a float or range conversion on every pixel, a visible part of a training epoch
+(reports/BENCH_NOTES.md, "Numbers that were in docstrings"). Here one 64-bit draw of numpy's SFC64 generator
+feeds 8 pixels, and a caller
 that binarizes many batches (the DataModule) draws the bytes of several at once, so that the fixed cost of
 each tensor op is paid once per block rather than once per batch.
 
@@ -19,6 +20,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
+
+from lightning_modules.seeds import stream_seed
+
+# training batches whose random bytes are drawn together on the CPU (the fixed cost of each tensor op of the draw
+# is then paid once per block), fewer where 16 would pass 8 MiB
+DRAW_BLOCK = 16
+DRAW_BLOCK_BYTES = 2**23
 
 
 def _random_words(bitgen: np.random.BitGenerator, n: int) -> Tensor:
@@ -74,3 +82,38 @@ def bernoulli_grey(x: Tensor, seed: int) -> Tensor:
         return threshold(bytes_below_255(x.numel(), seed), x)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     return threshold(torch.randint(0, 255, x.shape, dtype=torch.uint8, device=x.device, generator=gen), x)
+
+
+def static_draw(x: Tensor, seed: int) -> Tensor:
+    """One fixed seeded Bernoulli(x / 255) draw per training pixel, stored as uint8 {0, 255} (the raw loader's
+    scale, so the training loader still yields uint8 that the DataModule's transform maps to {0, 1})."""
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[0], 8192):
+        chunk_seed = stream_seed(seed, "binarize_static", start)
+        out[start : start + 8192] = bernoulli_grey(x[start : start + 8192], chunk_seed).mul_(255)
+    return out
+
+
+class BatchDraws:
+    """Bernoulli(x / 255) of training batches, each a function of (seed, epoch, batch position, rank).
+
+    On the CPU the random bytes of ``DRAW_BLOCK`` consecutive batches (fewer where that would pass
+    ``DRAW_BLOCK_BYTES``) are drawn in one call and the block is kept for the batches that follow; a batch takes
+    the first ``x.numel()`` bytes of its slot, so a resumed run (which recomputes the block) gets the very same
+    draws. Batches wider than a slot (`width` elements), and batches on an accelerator, get a draw of their own.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self._block: tuple[tuple[int, int, int, int], Tensor] | None = None  # (epoch, block, rank, width), bytes
+
+    def __call__(self, x: Tensor, epoch: int, position: int, rank: int, width: int) -> Tensor:
+        if x.device.type != "cpu" or x.numel() > width:
+            return bernoulli_grey(x, stream_seed(self.seed, "binarize_dynamic", epoch, position, rank))
+        per_block = max(1, min(DRAW_BLOCK, DRAW_BLOCK_BYTES // width))
+        block, slot = divmod(position, per_block)
+        key = (epoch, block, rank, width)
+        if self._block is None or self._block[0] != key:
+            u = bytes_below_255(per_block * width, stream_seed(self.seed, "binarize_block", epoch, block, rank))
+            self._block = (key, u.view(per_block, width))
+        return threshold(self._block[1][slot, : x.numel()], x)

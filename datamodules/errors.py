@@ -1,14 +1,9 @@
-"""The one exception type for user-facing data problems."""
+"""The data's member of the project's one error family (:class:`lightning_modules.errors.CoupledError`)."""
 
 from __future__ import annotations
 
+from lightning_modules.errors import CoupledError
 
-class DataError(ValueError):
-    """A data problem the user can fix (wrong path, bad dataset, bad option).
 
-    The message is always a single line saying what is wrong and how to fix it; the CLI prints it
-    without a traceback.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+class DataError(CoupledError, ValueError):
+    """A data problem the user can fix (wrong path, bad dataset, bad option), in one line."""

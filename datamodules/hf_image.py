@@ -6,29 +6,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from datamodules import hub as _hub
 from datamodules import images as _images
-from datamodules.binarize import bernoulli_grey, bytes_below_255, threshold
+from datamodules.binarize import BatchDraws, static_draw
 from datamodules.errors import DataError
+from datamodules.options import check_options, split_sizes
 from datamodules.sampling import ResumableLoader, ShardBatchSampler, TensorBatchDataset, identity
+from lightning_modules.seeds import stream_generator
 
-BINARIZE_MODES = ("dynamic", "static", "none")
-# training batches whose random bytes are drawn together on the CPU (the fixed cost of each tensor op of
-# the draw is then paid once per block, see datamodules/binarize.py), fewer where 16 would pass 8 MiB
-DRAW_BLOCK = 16
-DRAW_BLOCK_BYTES = 2**23
 SPLITS = ("train", "val", "test")
-
-
-def _mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (SeedSequence hashing, so nearby inputs give unrelated streams)."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 class HFImageDataModule(pl.LightningDataModule):
@@ -42,8 +33,8 @@ class HFImageDataModule(pl.LightningDataModule):
         batch_size: training batch size per device.
         eval_batch_size: validation batch size per device (default ``max(1024, batch_size)``).
         test_batch_size: test batch size per device (default 128): the test phase's importance-sampled
-            likelihood costs about a second per 100 images at K = 1000 on a CPU, so smaller test batches let the
-            progress bar (and a preemption) see the phase advance.
+            likelihood is slow per image at K = 1000, so smaller test batches let the progress bar (and a
+            preemption) see the phase advance.
         val_size: number (int) or fraction (float in (0, 1)) of training images held out for validation:
             the *last* ``val_size`` images of the train split. 0 disables validation.
         binarize: training-batch binarization: ``dynamic`` (a fresh Bernoulli draw each time a batch is
@@ -51,7 +42,7 @@ class HFImageDataModule(pl.LightningDataModule):
             uninterrupted one drew), ``static`` (one fixed seeded draw per training image), or ``none``
             (grey levels).
             Evaluation batches are always grey levels in [0, 1].
-        seed: seeds the per-epoch shuffle (``seed + epoch``) and the binarization draws.
+        seed: seeds the per-epoch shuffle and the binarization draws (named streams: lightning_modules/seeds.py).
         cache_dir: where decoded uint8 tensors are cached (default ``$COUPLED_CACHE`` or
             ``~/.cache/coupled``).
         drop_last: drop the last incomplete training batch.
@@ -70,12 +61,8 @@ class HFImageDataModule(pl.LightningDataModule):
     and how many of its batches were trained, and a run resumed from a mid-epoch checkpoint is served
     exactly the batches that the uninterrupted run would have trained on next.
 
-    Distributed training: loaders shard by ``trainer.global_rank``/``trainer.world_size`` themselves (or
-    ``torch.distributed`` without a Trainer); their samplers subclass ``DistributedSampler`` so Lightning
-    leaves them as they are whatever ``use_distributed_sampler`` is (``use_distributed_sampler=False`` is
-    recommended all the same). Training: every rank shuffles with the same seeded permutation and takes a
-    disjoint shard; validation/test: each example is visited exactly once across ranks (no padding), so
-    torchmetrics-synced metrics equal the single-process ones.
+    Distributed training: loaders shard by rank themselves, each evaluation example on exactly one rank, so
+    torchmetrics-synced metrics equal the single-process ones (``datamodules/sampling.py``).
     """
 
     def __init__(
@@ -94,35 +81,7 @@ class HFImageDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if binarize not in BINARIZE_MODES:
-            raise DataError(
-                f"binarize must be one of {', '.join(BINARIZE_MODES)}, not {binarize!r}; fix --data.binarize"
-            )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise DataError(
-                f"batch_size must be a positive integer, not {batch_size!r}; fix --data.batch_size"
-            )
-        if eval_batch_size is not None and (
-            isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1
-        ):
-            raise DataError(
-                f"eval_batch_size must be a positive integer or null, not {eval_batch_size!r}; "
-                f"fix --data.eval_batch_size"
-            )
-        if isinstance(test_batch_size, bool) or not isinstance(test_batch_size, int) or test_batch_size < 1:
-            raise DataError(f"test_batch_size must be a positive integer, not {test_batch_size!r}; "
-                            f"fix --data.test_batch_size")
-        if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
-            raise DataError(f"val_size must be an int or a fraction, not {val_size!r}; fix --data.val_size")
-        if isinstance(val_size, float) and val_size >= 1.0 and val_size.is_integer():
-            val_size = int(val_size)  # e.g. 5000.0 from a config file: a count
-        if isinstance(val_size, float) and not 0.0 <= val_size < 1.0:
-            raise DataError(
-                f"val_size {val_size} as a fraction must be in [0, 1) (or give a number of images); "
-                f"fix --data.val_size"
-            )
-        if isinstance(val_size, int) and val_size < 0:
-            raise DataError(f"val_size must not be negative (got {val_size}); fix --data.val_size")
+        val_size = check_options(batch_size, eval_batch_size, test_batch_size, val_size, binarize, train_size)
 
         self.name = name
         self.data_dir = data_dir
@@ -132,12 +91,8 @@ class HFImageDataModule(pl.LightningDataModule):
         self.val_size = val_size
         self.binarize = binarize
         self.seed = int(seed)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _images.default_cache_dir()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _hub.default_cache_dir()
         self.drop_last = drop_last
-        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
-                                       or train_size < 1):
-            raise DataError(f"train_size must be a positive integer or null, not {train_size!r}; "
-                            f"fix --data.train_size")
         self.train_size = train_size
 
         self._loaded = False
@@ -149,11 +104,9 @@ class HFImageDataModule(pl.LightningDataModule):
         self._class_names: list[str] | None = None
         self._epoch = 0  # used when no trainer is attached (see set_epoch)
         self._draws = 0  # dynamic binarizations since set_epoch, when no trainer is attached
-        self._block: tuple[tuple[int, int, int, int], Tensor] | None = None  # (epoch, block, rank, width), bytes
+        self._batch_draws = BatchDraws(self.seed)
 
-    # ----------------------------------------------------------------------------------------------------
-    # metadata (lazy: reading any of these loads the data once)
-    # ----------------------------------------------------------------------------------------------------
+    # ---- metadata (lazy: reading any of these loads the data once) ----
 
     @property
     def input_dim(self) -> int:
@@ -192,9 +145,7 @@ class HFImageDataModule(pl.LightningDataModule):
         self._ensure_loaded()
         return self._x[split], self._y[split]
 
-    # ----------------------------------------------------------------------------------------------------
-    # loading
-    # ----------------------------------------------------------------------------------------------------
+    # ---- loading ----
 
     def _describe(self) -> str:
         return f"data_dir '{self.data_dir}'" if self.data_dir is not None else f"dataset '{self.name}'"
@@ -203,39 +154,14 @@ class HFImageDataModule(pl.LightningDataModule):
         if self._loaded:
             return
         what = self._describe()
-        dsd, key = _images.load_dataset_dict(self.name, self.data_dir)
-        num_classes, class_names = _images.validate_dataset(dsd, what)
+        dsd, key = _hub.load_dataset_dict(self.name, self.data_dir)
+        num_classes, class_names = _hub.validate_dataset(dsd, what)
 
         train = _images.load_split(dsd["train"], key, "train", self.cache_dir, f"{what} split 'train'")
         test = _images.load_split(dsd["test"], key, "test", self.cache_dir, f"{what} split 'test'")
-        if tuple(train["shape"]) != tuple(test["shape"]):
-            raise DataError(
-                f"{what}: train images are {_shape_str(train['shape'])} but test images are "
-                f"{_shape_str(test['shape'])}; both splits need images of one size and kind"
-            )
-        for split, blob in (("train", train), ("test", test)):
-            y = blob["y"]
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-                raise DataError(
-                    f"{what} split '{split}' has labels outside [0, {num_classes}) "
-                    f"(min {int(y.min())}, max {int(y.max())}); unlabeled splits cannot be used"
-                )
-
+        _images.check_splits(train, test, num_classes, what)
         n_all = int(train["y"].shape[0])
-        n_val = self._resolve_val_size(n_all)
-        if n_val >= n_all:
-            raise DataError(
-                f"val_size {self.val_size} leaves no training images ({what} has {n_all} training images); "
-                f"lower --data.val_size"
-            )
-        n_train = n_all - n_val
-        if self.train_size is not None:  # a quick run on the first train_size training images
-            n_train = min(n_train, self.train_size)
-        if self.batch_size > n_train:
-            raise DataError(
-                f"batch_size {self.batch_size} is larger than the {n_train} training examples; "
-                f"lower --data.batch_size"
-            )
+        n_train, n_val = split_sizes(n_all, self.val_size, self.train_size, self.batch_size, what)
 
         self._x = {"train": train["x"][:n_train], "val": train["x"][n_all - n_val :], "test": test["x"]}
         self._y = {"train": train["y"][:n_train], "val": train["y"][n_all - n_val :], "test": test["y"]}
@@ -246,22 +172,8 @@ class HFImageDataModule(pl.LightningDataModule):
             self._x_train_static = self._static_draw(self._x["train"])
         self._loaded = True
 
-    def _resolve_val_size(self, n_all: int) -> int:
-        if isinstance(self.val_size, float):
-            return int(round(self.val_size * n_all))
-        return int(self.val_size)
-
     def _static_draw(self, x: Tensor) -> Tensor:
-        """One fixed seeded Bernoulli(x / 255) draw per training pixel, stored as uint8 {0, 255}.
-
-        Stored in the raw loader's scale, so the training loader still yields uint8 that
-        :meth:`transform` maps to {0, 1}.
-        """
-        out = torch.empty_like(x)
-        for start in range(0, x.shape[0], 8192):
-            chunk_seed = _mix_seed(self.seed, start, 0x57A71C)
-            out[start : start + 8192] = bernoulli_grey(x[start : start + 8192], chunk_seed).mul_(255)
-        return out
+        return static_draw(x, self.seed)
 
     def prepare_data(self) -> None:
         # runs on one process per node first: decodes and writes the disk cache that setup() then reads
@@ -278,9 +190,7 @@ class HFImageDataModule(pl.LightningDataModule):
                 f"({n_train} over {world} processes); lower --data.batch_size"
             )
 
-    # ----------------------------------------------------------------------------------------------------
-    # loaders
-    # ----------------------------------------------------------------------------------------------------
+    # ---- loaders ----
 
     def _dist_info(self) -> tuple[int, int]:
         """``(world_size, rank)`` from the attached Trainer, else torch.distributed, else ``(1, 0)``."""
@@ -361,9 +271,7 @@ class HFImageDataModule(pl.LightningDataModule):
         """The test images (grey levels), for ``coupled predict``."""
         return self.test_dataloader()
 
-    # ----------------------------------------------------------------------------------------------------
-    # on-device transform
-    # ----------------------------------------------------------------------------------------------------
+    # ---- on-device transform ----
 
     def _draw_position(self) -> tuple[int, int]:
         """``(epoch, position)`` of the batch being binarized.
@@ -378,26 +286,9 @@ class HFImageDataModule(pl.LightningDataModule):
         return self._current_epoch(), self._draws - 1
 
     def _dynamic_draw(self, x: Tensor) -> Tensor:
-        """Bernoulli(x / 255) of a training batch, a function of (seed, epoch, batch position, rank).
-
-        On the CPU the random bytes of ``DRAW_BLOCK`` consecutive batches (fewer where that would pass
-        ``DRAW_BLOCK_BYTES``) are drawn in one call and the block is kept for the batches that follow; a
-        batch takes the first ``x.numel()`` bytes of its slot, so a resumed run (which recomputes the block)
-        gets the very same draws. Batches wider than a slot, and batches on an accelerator, get a draw of
-        their own.
-        """
+        """Bernoulli(x / 255) of a training batch, a function of (seed, epoch, batch position, rank)."""
         epoch, position = self._draw_position()
-        _, rank = self._dist_info()
-        width = self.batch_size * self.input_dim
-        if x.device.type != "cpu" or x.numel() > width:
-            return bernoulli_grey(x, _mix_seed(self.seed, epoch, position, rank, 0xB1A5))
-        per_block = max(1, min(DRAW_BLOCK, DRAW_BLOCK_BYTES // width))
-        block, slot = divmod(position, per_block)
-        key = (epoch, block, rank, width)
-        if self._block is None or self._block[0] != key:
-            u = bytes_below_255(per_block * width, _mix_seed(self.seed, epoch, block, rank, 0xB10C))
-            self._block = (key, u.view(per_block, width))
-        return threshold(self._block[1][slot, : x.numel()], x)
+        return self._batch_draws(x, epoch, position, self._dist_info()[1], self.batch_size * self.input_dim)
 
     def transform(self, x: Tensor, train: bool) -> Tensor:
         """uint8 ``(B, input_dim)`` -> float32 in [0, 1] on ``x``'s device; binarized when ``train``.
@@ -411,8 +302,7 @@ class HFImageDataModule(pl.LightningDataModule):
             if x.dtype == torch.uint8:
                 return self._dynamic_draw(x)
             epoch, position = self._draw_position()
-            gen = torch.Generator(device=x.device).manual_seed(
-                _mix_seed(self.seed, epoch, position, self._dist_info()[1], 0xF10A))
+            gen = stream_generator(self.seed, "binarize_float", epoch, position, self._dist_info()[1], device=x.device)
             return torch.bernoulli(x.to(torch.float32).clamp(0.0, 1.0), generator=gen)
         if x.dtype == torch.uint8:
             return x.to(torch.float32).div_(255.0)
@@ -424,9 +314,7 @@ class HFImageDataModule(pl.LightningDataModule):
         training = bool(trainer is not None and trainer.training)
         return self.transform(x, train=training), y
 
-    # ----------------------------------------------------------------------------------------------------
-    # checkpointing
-    # ----------------------------------------------------------------------------------------------------
+    # ---- checkpointing ----
 
     def state_dict(self) -> dict[str, Any]:
         # the epoch and batch position come from the trainer's loops and the training loader's own state;
@@ -448,26 +336,3 @@ class HFImageDataModule(pl.LightningDataModule):
             f"{type(self).__name__}({src!r}, batch_size={self.batch_size}, val_size={self.val_size}, "
             f"binarize={self.binarize!r}, seed={self.seed})"
         )
-
-
-def _shape_str(shape: Any) -> str:
-    c, h, w = (int(s) for s in shape)
-    return f"{h}x{w}x{c}"
-
-
-class MNISTDataModule(HFImageDataModule):
-    """MNIST (``ylecun/mnist``): 28x28 grey, 10 classes; 55000/5000/10000 with the default ``val_size``.
-
-    Takes every argument of :class:`HFImageDataModule` but ``name`` (LightningCLI reads them through the
-    ``**kwargs`` forwarded to ``super().__init__``).
-    """
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(name="ylecun/mnist", **kwargs)
-
-
-class FashionMNISTDataModule(HFImageDataModule):
-    """Fashion-MNIST (``zalando-datasets/fashion_mnist``): 28x28 grey, 10 classes; takes the same arguments."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(name="zalando-datasets/fashion_mnist", **kwargs)

@@ -7,7 +7,7 @@ collate_fn=identity)`` yields ``(x[idx], y[idx])`` per batch: no per-sample ``__
 ``use_distributed_sampler=True``) recognises it as already distributed and leaves it alone; it does its
 own sharding:
 
-* training (``shuffle=True``): each epoch a permutation from ``torch.Generator().manual_seed(seed + epoch)``,
+* training (``shuffle=True``): each epoch a permutation from the ``shuffle`` stream of (seed, epoch),
   identical on every rank; rank ``r`` takes ``perm[r::world]``. So that all ranks get the same number of
   batches, the permutation is padded by wrapping around (``drop_last=False``) or truncated
   (``drop_last=True``) to a multiple of ``world``.
@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lightning_modules.seeds import stream_generator
 
 
 def identity(batch):
@@ -58,7 +60,7 @@ class TensorBatchDataset(Dataset):
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The training order of an epoch: the same on every rank and for a resumed run."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) + int(epoch)))
+    return torch.randperm(n, generator=stream_generator(seed, "shuffle", epoch))
 
 
 class ShardBatchSampler(DistributedSampler):

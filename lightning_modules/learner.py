@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -16,12 +15,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from .compat import check_compatible
 from .errors import CheckpointError, ConfigError
 from .fitted import PROPOSAL_INITS, fit_proposal
+from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES
-
-# The model's named random streams: each draw comes from a generator seeded by (seed, stream, position...), so a
-# resumed run draws what an uninterrupted one would. The numbers are part of the checkpoints' meaning: keep them.
-STREAM = {"train": 0, "likelihood": 1, "val": 3, "test": 4, "proposal_fit": 6, "proposal_likelihood": 7}
+from .optim import make_optimizer
+from .seeds import stream_generator, stream_seed
+from .self_consistency import score_samples_sharded
 
 
 class GenerativeLearner(pl.LightningModule):
@@ -47,11 +46,11 @@ class GenerativeLearner(pl.LightningModule):
         fitted_proposal_init: that network's start: ``own`` (a copy of the coupled one, so a few steps already
             improve on the own-q estimate) or ``fresh`` (random, which needs several times the steps to catch
             up: reports/GENERATIVE.md).
-        self_consistency_per_class: generated samples per class scored by the recognition pass.
+        self_consistency_per_class: ancestral samples per class scored by the recognition pass
+            (``val/self_consistency`` after every validation, ``test/self_consistency``); 0 switches it off.
         compile: run the objective (forward and backward) through ``torch.compile``, which fuses its
-            elementwise work: epochs of the paper's model 4% shorter on a 2-core CPU (the compiled row of
-            ``reports/BENCH.md``), at the price of compiling during the first steps. Deterministic objectives
-            only; evaluation stays eager.
+            elementwise work (measured: the compiled row of ``reports/BENCH.md``), at the price of compiling
+            during the first steps. Deterministic objectives only; evaluation stays eager.
         seed: seeds the model's own randomness: the one fixed binarization of the test set, the samples
             of stochastic objectives (per step, so a resumed run draws what an uninterrupted one would)
             and the evaluation samples.
@@ -114,6 +113,7 @@ class GenerativeLearner(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(C, average="micro")
         self.test_acc = MulticlassAccuracy(C, average="micro")
         self.self_consistency = MulticlassAccuracy(C, average="micro")
+        self.val_self_consistency = MulticlassAccuracy(C, average="micro")
         self.test_elbo = MeanMetric()
         self.test_log_likelihood = MeanMetric()
         self.test_log_likelihood_fitted = MeanMetric()
@@ -176,19 +176,9 @@ class GenerativeLearner(pl.LightningModule):
         return (1, side, side) if side * side == d0 else (1, 1, d0)
 
     @classmethod
-    def load(cls, ref: str | os.PathLike, runs_dir: str | os.PathLike = "runs", map_location: Any = "cpu"
-             ) -> GenerativeLearner:
-        """A trained model from a checkpoint path or a ``wandb:[[ENTITY/]PROJECT/]model-<run id>[:alias]``
-        reference (downloaded online, the local copy under `runs_dir` offline), read with
-        ``weights_only=True`` after the checks of ``load_checkpoint_safely``; in eval mode on `map_location`."""
-        from .resume import SPECIAL_CKPT_PATHS, load_checkpoint, resolve_ckpt_path  # the application's, when used
-        from .runs import wandb_online
-
-        path = resolve_ckpt_path(str(ref), runs_dir=runs_dir, online=wandb_online(), default_project="coupled")
-        if path in SPECIAL_CKPT_PATHS:
-            raise CheckpointError(f"{ref!r} names a checkpoint only inside a Trainer; give a path or a wandb: "
-                                  f"reference")
-        checkpoint = load_checkpoint(path)
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any], path: str = "the checkpoint") -> GenerativeLearner:
+        """The model a loaded checkpoint dict holds, in eval mode on the CPU. Reading the file (safely, with
+        ``weights_only=True``) and resolving ``wandb:`` references is the application's: ``coupled.load``."""
         hparams = checkpoint.get("hyper_parameters")
         if not isinstance(hparams, Mapping):
             raise CheckpointError(f"checkpoint {path} has no model hyperparameters: it was not written by "
@@ -200,14 +190,14 @@ class GenerativeLearner(pl.LightningModule):
                                   f"({e})") from None
         check_compatible(checkpoint, model, path=path)
         model.load_state_dict(checkpoint["state_dict"])
-        return model.to(map_location).eval()
+        return model.eval()
 
-    def _objective(self, x: torch.Tensor, y: torch.Tensor, *stream: int) -> dict:
+    def _objective(self, x: torch.Tensor, y: torch.Tensor, stream: str, *position: int) -> dict:
         """The objective on a batch; a stochastic one draws from a generator seeded by (stream, rank), so a
         resumed run draws what an uninterrupted one would without any RNG state in the checkpoint."""
         kwargs = self.objective_kwargs
         if self._stochastic_objective:
-            kwargs = {**kwargs, "generator": self._generator(*stream, self.global_rank)}
+            kwargs = {**kwargs, "generator": self._generator(stream, *position, self.global_rank)}
         objective = self.objective
         if self.hparams.get("compile") and torch.is_grad_enabled():
             if self._compiled_objective is None:
@@ -222,11 +212,11 @@ class GenerativeLearner(pl.LightningModule):
     # ---- training ----
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self._objective(x, y, STREAM["train"], self.current_epoch, batch_idx)
-        # Each self.log costs about a millisecond of Lightning bookkeeping, as much as the step itself on a
-        # CPU, so step values are logged only when the logger will write them, and the epoch means are
+        out = self._objective(x, y, "train", self.current_epoch, batch_idx)
+        # Each self.log costs Lightning bookkeeping comparable to a small model's step (reports/BENCH_NOTES.md,
+        # "hooks"), so step values are logged only when the logger will write them, and the epoch means are
         # running sums here (checkpointed: a mid-epoch resume keeps them), logged once, at the last batch.
-        if self._step_logs_due():
+        if step_logs_due(self.trainer):
             self.log_dict({f"train/{k}_step": v for k, v in out.items()}, on_step=True, on_epoch=False)
         n = x.shape[0]
         parts = torch.stack([v.detach() for v in out.values()])  # one in-place add a step, not two ops a part
@@ -252,10 +242,6 @@ class GenerativeLearner(pl.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    def _step_logs_due(self) -> bool:
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sums = dict(zip(self._epoch_sums["keys"], self._epoch_sums["sums"])) if self._epoch_sums else {}
         checkpoint["train_epoch_sums"] = {"sums": sums, "count": self._epoch_count, "epoch": self._sums_epoch}
@@ -263,7 +249,7 @@ class GenerativeLearner(pl.LightningModule):
     # ---- validation: recognition accuracy on grey-level images and the objective ----
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        out = self._objective(x, y, STREAM["val"], self.current_epoch, batch_idx)
+        out = self._objective(x, y, "val", self.current_epoch, batch_idx)
         self.val_acc.update(self.net.recognize(x), y)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, sync_dist=True,
                       batch_size=x.shape[0])
@@ -285,23 +271,23 @@ class GenerativeLearner(pl.LightningModule):
         # every rank fits the same proposal: same data, same seed
         self.__dict__["_proposal"] = fit_proposal(
             self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "own"),
-            lr=self.hparams.lr, seed=self._seed(STREAM["proposal_fit"]),
+            lr=self.hparams.lr, seed=stream_seed(self.hparams.seed, "proposal_fit"),
         )
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         self.test_acc.update(self.net.recognize(x), y)
-        out = self._objective(x, y, STREAM["test"], batch_idx)
+        out = self._objective(x, y, "test", batch_idx)
         self.log("test/loss", out["loss"], on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         xb = fixed_binarize(x, self.hparams.seed)
-        g = self._generator(STREAM["likelihood"], batch_idx, self.global_rank)
+        g = self._generator("likelihood", batch_idx, self.global_rank)
         self.test_elbo.update(self.net.log_likelihood(xb, y, 1, generator=g))
         self.test_log_likelihood.update(self.net.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/elbo", self.test_elbo, on_epoch=True)
         self.log("test/log_likelihood", self.test_log_likelihood, on_epoch=True)
         if self._proposal is not None:
-            g = self._generator(STREAM["proposal_likelihood"], batch_idx, self.global_rank)
+            g = self._generator("proposal_likelihood", batch_idx, self.global_rank)
             self.test_log_likelihood_fitted.update(
                 self._proposal.log_likelihood(xb, y, self.hparams.eval_num_samples, generator=g))
             self.log("test/log_likelihood_fitted", self.test_log_likelihood_fitted, on_epoch=True)
@@ -311,29 +297,32 @@ class GenerativeLearner(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return torch.softmax(self.net.recognize(x), -1)
 
-    def on_test_epoch_end(self):
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_self_consistency("val/self_consistency", self.val_self_consistency)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_self_consistency("test/self_consistency", self.self_consistency)
+
+    def _log_self_consistency(self, name: str, metric: MulticlassAccuracy) -> None:
+        """Recognition accuracy on `self_consistency_per_class` ancestral samples of each class, exact under DDP:
+        each rank scores its own chunks of one global list of samples, and the metric syncs their counts."""
         n = self.hparams.self_consistency_per_class
         if n == 0:
             return
-        world = self.trainer.world_size if self._trainer else 1
+        world = self.trainer.world_size if attached_trainer(self) else 1
         logits, labels = score_samples_sharded(self.net, n, self.global_rank, world, self.device, self.hparams.seed)
         if labels.numel():  # a rank may get no chunk; its empty state still joins the sync
-            self.self_consistency.update(logits, labels)
-        self.log("test/self_consistency", self.self_consistency)
+            metric.update(logits, labels)
+        self.log(name, metric)
 
-    def _seed(self, *stream: int) -> int:
-        seed = self.hparams.seed
-        for part in stream:
-            seed = (seed * 1_000_003 + part + 1) % 2**61
-        return seed
-
-    def _generator(self, *stream: int) -> torch.Generator:
-        """A generator for one named stream of draws, e.g. (purpose, step, rank): reproducible anywhere."""
-        return torch.Generator(device=self.device).manual_seed(self._seed(*stream))
+    def _generator(self, stream: str, *position: int) -> torch.Generator:
+        """A generator for one draw of a named stream (lightning_modules/seeds.py): reproducible anywhere."""
+        return stream_generator(self.hparams.seed, stream, *position, device=self.device)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # one clear line, naming the file, instead of load_state_dict's size-mismatch dump
-        path = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        path = getattr(attached_trainer(self), "ckpt_path", None)
         check_compatible(checkpoint, self, path=path)
         saved = checkpoint.get("train_epoch_sums") or {}
         sums = saved.get("sums") or {}
@@ -351,52 +340,8 @@ class GenerativeLearner(pl.LightningModule):
         if hp.lr_schedule is None:
             return opt
         if hp.lr_schedule == "cosine":
-            epochs = self.trainer.max_epochs if self._trainer and self.trainer.max_epochs > 0 else 100
+            epochs = self.trainer.max_epochs if attached_trainer(self) and self.trainer.max_epochs > 0 else 100
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
         else:
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-FUSED_DEVICES = ("cpu", "cuda")
-FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def make_optimizer(params, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The training optimizer: Adam, AdamW or SGD with momentum 0.9.
-
-    torch's fused kernels are used where every parameter allows them (float on the CPU or a CUDA device): one
-    kernel per step instead of several per parameter. On the CPU the default per-parameter Adam cost a sixth
-    of a training epoch of the paper's model; fused it is about 6x cheaper (``reports/BENCH.md``).
-    """
-    params = list(params)
-    fused = bool(params) and all(p.device.type in FUSED_DEVICES and p.dtype in FUSED_DTYPES for p in params)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, fused=fused or None)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
-
-
-@torch.no_grad()
-def score_samples_sharded(
-    net, per_class: int, rank: int, world: int, device: torch.device, seed: int = 0, chunk: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's share of ``per_class`` ancestral samples per class, recognised: ``(logits, labels)``.
-
-    The global list of C * per_class samples is cut into fixed chunks; chunk j is drawn with a generator
-    seeded by (seed, j) and handled by rank j % world. No sample is drawn twice and every sample is the
-    same whatever the number of ranks, so a synced accuracy over them does not depend on it.
-    """
-    total = net.num_classes * per_class
-    logits, labels = [], []
-    for j, start in enumerate(range(0, total, chunk)):
-        if j % world != rank:
-            continue
-        ids = torch.arange(start, min(start + chunk, total), device=device)
-        y = ids // per_class
-        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + j)
-        logits.append(net.recognize(net.sample_down(y, g)[0]))
-        labels.append(y)
-    if not logits:
-        return torch.empty(0, net.num_classes, device=device), torch.empty(0, dtype=torch.long, device=device)
-    return torch.cat(logits), torch.cat(labels)

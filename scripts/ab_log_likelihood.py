@@ -17,18 +17,15 @@ import argparse
 import importlib.util
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from lightning_modules import CoupledSigmoidNet
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import torch  # noqa: E402
-
-from lightning_modules import CoupledSigmoidNet  # noqa: E402
 
 
 def model_at(rev: str):

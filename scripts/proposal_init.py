@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+import coupled
 from datamodules import MNISTDataModule
-from lightning_modules import GenerativeLearner, fixed_binarize
+from lightning_modules import fixed_binarize
 from lightning_modules.fitted import fit_proposal
 
 
@@ -31,7 +32,7 @@ def main(argv=None) -> None:
     dm = MNISTDataModule(data_dir=str(Path(args.data_dir) / "mnist") if args.data_dir else None)
     x_test, y_test = dm.split_tensors("test")
     x_train, y_train = dm.split_tensors("train")
-    model = GenerativeLearner.load(args.ckpt)
+    model = coupled.load(args.ckpt)
     x = fixed_binarize(x_test[: args.images].float() / 255, model.hparams.seed)
     y = y_test[: args.images]
 

@@ -1,15 +1,18 @@
 """Reproduce the paper's experiment and its ablations: `make reproduce` (QUICK=1 for a smoke run).
 
 Trains and evaluates, on MNIST and Fashion-MNIST, every objective tied and untied (3 seeds for the MNIST
-tied rows, 1 elsewhere), plus a reference CNN per dataset that scores generated samples. Each row is
+tied rows, 1 elsewhere), and `make train`'s own config, plus a reference CNN per dataset that scores generated
+samples. Every row is one `coupled fit --config configs/... <overrides>` (and each reference CNN one `coupled
+reference`), run as its own process; the row's JSON records that command, so any row can be rerun by copying
+it. The numbers come back from the run folder's metrics.json. Each row is
 written to <out>/runs/<row>.json as soon as it finishes, and finished rows are skipped, so an interrupted
 run resumes row by row. Then <out>/results.json and <out>/RESULTS.md are generated from those files.
 
-    python scripts/reproduce.py                      # the whole matrix
-    python scripts/reproduce.py --only mnist-symmetric-tied   # rows whose key contains this
-    python scripts/reproduce.py --quick              # smoke version (minutes), writes reports/quick/
-    python scripts/reproduce.py --variants           # the matrix, then the recipe variants (VARIANTS)
-    python scripts/reproduce.py --report-only        # regenerate results.json / RESULTS.md
+    python -m scripts.reproduce                      # the whole matrix
+    python -m scripts.reproduce --only mnist-symmetric-tied   # rows whose key contains this
+    python -m scripts.reproduce --quick              # smoke version (minutes), writes reports/quick/
+    python -m scripts.reproduce --variants           # the matrix, then the recipe variants (VARIANTS)
+    python -m scripts.reproduce --report-only        # regenerate results.json / RESULTS.md
 """
 
 from __future__ import annotations
@@ -17,28 +20,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
+from lightning_modules.files import atomic_write_text
+from scripts.frontier_report import write_frontier_report
+from scripts.report import MATRIX_OBJECTIVES as OBJECTIVES  # (scripts/report.py: tables, curves, reading)
+from scripts.report import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from frontier_report import write_frontier_report  # noqa: E402
-from report import MATRIX_OBJECTIVES as OBJECTIVES  # noqa: E402  (scripts/report.py: tables, curves, reading)
-from report import write_report  # noqa: E402
-
-from callbacks.sample_quality import SampleQuality  # noqa: E402
-from callbacks.samples import SampleGrid  # noqa: E402
-from datamodules import FashionMNISTDataModule, MNISTDataModule  # noqa: E402
-from lightning_modules import GenerativeLearner  # noqa: E402
-from lightning_modules.reference import ReferenceCNN  # noqa: E402
-
-DATASETS = {"mnist": MNISTDataModule, "fashion_mnist": FashionMNISTDataModule}
+DATASETS = ("mnist", "fashion_mnist")
+DATA_CLASS = {"mnist": "datamodules.MNISTDataModule", "fashion_mnist": "datamodules.FashionMNISTDataModule"}
+# every row is `coupled fit --config BASE_CONFIG[dataset] [--config OVERLAY[objective]] [--config untied] + overrides`
+BASE_CONFIG = {"mnist": "configs/symmetric.yaml", "fashion_mnist": "configs/fashion_mnist.yaml"}
+OVERLAY = {"symmetric": None, "discriminative": "configs/discriminative.yaml", "wake_sleep": "configs/wake_sleep.yaml",
+           "hybrid": "configs/hybrid.yaml", "rws": "configs/rws.yaml", "vimco": "configs/vimco.yaml"}
+TEST_BATCH_SIZE = 128  # the DataModules' default test batch size: --trainer.limit_test_batches counts these
 
 # The recipe: one architecture for every row; objective options where the objective has them.
 RECIPE = {
@@ -119,6 +123,9 @@ def rows(quick: bool, variants: bool = False) -> list[dict]:
     out += [_row("fashion_mnist", o, t, 0) for t in (True, False) for o in OBJECTIVES]
     if not quick:
         out += [_row("mnist", o, True, seed) for seed in (1, 2) for o in OBJECTIVES]
+    # `make train` as it is: configs/mnist.yaml, its own epochs and evaluation (the smoke run shortens it)
+    out.append(_row("mnist", "rws", True, 0, variant="make_train", config="configs/mnist.yaml",
+                    change="`make train`: configs/mnist.yaml as it is"))
     if variants and not quick:
         out += [_row("mnist", o, True, seed, variant=v, change=c, **kw)
                 for v, o, kw, c, seeds in VARIANTS for seed in seeds]
@@ -141,120 +148,123 @@ def data_dir_for(args, dataset: str) -> str | None:
     return str(d) if d.is_dir() else None
 
 
-def datamodule(args, dataset: str, settings: dict, **kw):
-    return DATASETS[dataset](data_dir=data_dir_for(args, dataset), batch_size=RECIPE["batch_size"],
-                             train_size=settings["train_size"], **kw)
+def _flag(value) -> str:
+    return "null" if value is None else str(value)
 
 
-def trainer(max_epochs: int, callbacks=(), limit_test_batches=None) -> pl.Trainer:
-    return pl.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=list(callbacks), limit_test_batches=limit_test_batches or 1.0)
+def run_id(key: str) -> str:
+    """The row's run id (and run folder name): its key, in the characters a W&B run id allows."""
+    return key.replace(".", "p")
 
 
-class EpochRecorder(pl.Callback):
-    """Per-epoch validation accuracy and every logged loss part, and the training time per epoch."""
+def fit_args(args, row: dict, settings: dict, reference: dict | None) -> list[str]:
+    """The ``coupled fit`` command line of a row: its config files, then the overrides the row records."""
+    if row.get("config"):  # a row that is a config as it is (make train's)
+        cli = ["fit", "--config", row["config"]]
+    else:
+        cli = ["fit", "--config", BASE_CONFIG[row["dataset"]]]
+        if OVERLAY[row["objective"]]:
+            cli += ["--config", OVERLAY[row["objective"]]]
+        if not row["tied"]:
+            cli += ["--config", "configs/untied.yaml"]
+        cli += ["--seed_everything", str(row["seed"]), "--data.seed", str(row["seed"]),
+                "--trainer.max_epochs", str(row.get("epochs", settings["epochs"])),
+                "--model.lr_schedule", _flag(row.get("lr_schedule", RECIPE["lr_schedule"])),
+                "--model.hidden_sizes", json.dumps(row.get("hidden_sizes", RECIPE["hidden_sizes"]))]
+        if row["objective_kwargs"]:
+            cli += ["--model.objective_kwargs", json.dumps(row["objective_kwargs"])]
+    if row.get("config") and settings is not FULL:  # the smoke run shortens make train's row too
+        cli += ["--trainer.max_epochs", str(settings["epochs"]), "--model.fitted_proposal_steps", "20"]
+    if not row.get("config") or settings is not FULL:  # make train's row evaluates as its config says
+        cli += ["--model.eval_num_samples", str(settings["eval_num_samples"]),
+                "--model.self_consistency_per_class", str(settings["per_class"])]
+    if not row.get("config"):
+        cli += ["--model.fitted_proposal_steps", str(settings.get("fitted_steps", 0))]
+    cli += ["--sample_quality.per_class", str(settings["per_class"]),
+            "--sample_quality.marginal_images", str(settings["marginal_images"]),
+            "--sample_quality.mc_samples", str(settings["mc_samples"])]
+    if reference:
+        cli += ["--sample_quality.classifier_ckpt", reference["ckpt"]]
+    if settings["test_images"]:
+        cli += ["--trainer.limit_test_batches", str(max(1, settings["test_images"] // TEST_BATCH_SIZE))]
+    if settings["train_size"]:
+        cli += ["--data.train_size", str(settings["train_size"])]
+    if data_dir_for(args, row["dataset"]):
+        cli += ["--data.data_dir", data_dir_for(args, row["dataset"])]
+    return cli + ["--runs_dir", str(args.runs_dir), "--trainer.enable_progress_bar", "false",
+                  *getattr(args, "fit_flags", [])]
 
-    def __init__(self):
-        self.curves: dict[str, list[float]] = {}
-        self.epoch_seconds: list[float] = []
-        self._t0 = 0.0
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.epoch_seconds.append(time.perf_counter() - self._t0)
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        for name, value in trainer.callback_metrics.items():
-            if name.startswith("val/") or (name.startswith("train/") and name.endswith("_epoch")):
-                self.curves.setdefault(name, []).append(float(value))
-
-
-def test_batches(settings: dict, dm) -> int | None:
-    if settings["test_images"] is None:
-        return None
-    return max(1, settings["test_images"] // dm.test_batch_size)
+def coupled(cli: list[str], env_extra: dict | None = None) -> None:
+    """Run ``python -m coupled CLI`` from the repository root; a failed run stops the study with its output."""
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, "-m", "coupled", *cli], cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"[reproduce] failed ({proc.returncode}): coupled {shlex.join(cli)}")
 
 
 def train_reference(args, dataset: str, settings: dict, out: Path) -> dict:
-    """Train (or reuse) the dataset's reference CNN; returns {"ckpt", "test_acc", "command"}."""
+    """Train (or reuse) the dataset's reference CNN with ``coupled reference``; {"ckpt", "test_acc", "command"}."""
     meta_path = out / "runs" / f"reference-{dataset}.json"
     if meta_path.exists() and Path(json.loads(meta_path.read_text())["ckpt"]).exists():
         return json.loads(meta_path.read_text())
-    cfg = yaml.safe_load((ROOT / "configs" / "reference_cnn.yaml").read_text())
-    pl.seed_everything(cfg["seed_everything"], workers=True)
-    dm = datamodule(args, dataset, settings, binarize=cfg["data"]["binarize"])
-    model = ReferenceCNN(image_shape=dm.image_shape, num_classes=dm.num_classes, **cfg["model"])
-    t = trainer(settings["reference_epochs"] or cfg["trainer"]["max_epochs"])
-    t.fit(model, datamodule=dm)
-    test = t.test(model, datamodule=dm, verbose=False)[0]
     ckpt = args.ckpt_dir / f"reference-{dataset}{'-quick' if args.quick else ''}.ckpt"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    t.save_checkpoint(ckpt, weights_only=True)
-    meta = {"ckpt": str(ckpt), "test_acc": test["test/acc"], "command": command(args, f"reference-{dataset}")}
+    cli = ["reference", "--config", "configs/reference_cnn.yaml", "--data.class_path", DATA_CLASS[dataset],
+           "--out", str(ckpt)]
+    if settings["reference_epochs"]:
+        cli += ["--trainer.max_epochs", str(settings["reference_epochs"])]
+    if settings["train_size"]:
+        cli += ["--data.train_size", str(settings["train_size"])]
+    if data_dir_for(args, dataset):
+        cli += ["--data.data_dir", data_dir_for(args, dataset)]
+    coupled(cli + list(getattr(args, "reference_flags", [])))
+    meta = json.loads(Path(str(ckpt) + ".json").read_text())
     write_json(meta_path, meta)
     return meta
 
 
-def run_row(args, row: dict, settings: dict, reference: dict, out: Path) -> dict:
-    pl.seed_everything(row["seed"], workers=True)
-    dm = datamodule(args, row["dataset"], settings, seed=row["seed"])
-    hidden_sizes, epochs = row.get("hidden_sizes", RECIPE["hidden_sizes"]), row.get("epochs", settings["epochs"])
-    lr_schedule = row.get("lr_schedule", RECIPE["lr_schedule"])
-    model = GenerativeLearner(
-        hidden_sizes=hidden_sizes, input_dim=dm.input_dim, num_classes=dm.num_classes,
-        objective=row["objective"], tied=row["tied"], lr=RECIPE["lr"], lr_schedule=lr_schedule,
-        objective_kwargs=row["objective_kwargs"],
-        eval_num_samples=settings["eval_num_samples"], self_consistency_per_class=settings["per_class"],
-        fitted_proposal_steps=settings.get("fitted_steps", 0),
-    )
-    recorder = EpochRecorder()
-    quality = SampleQuality(reference["ckpt"], per_class=settings["per_class"],
-                            marginal_images=settings["marginal_images"], mc_samples=settings["mc_samples"])
-    grid = SampleGrid(samples_per_class=10, every_n_epochs=0, dirpath=str(out / "samples"))
-    t = trainer(epochs, [recorder, quality], limit_test_batches=test_batches(settings, dm))
-    t.fit(model, datamodule=dm)
-    test = t.test(model, datamodule=dm, verbose=False)[0]
-    grid.write(t, model, row["key"])
-    approx = {m: [quality.results[k] for k in sorted(quality.results) if k.startswith(f"approx_error/{m}/")]
+def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) -> dict:
+    """Run a row through the CLI (resuming its run folder's last checkpoint if a session was cut short) and
+    gather its numbers from the run's metrics.json."""
+    rid = run_id(row["key"])
+    folder = Path(args.runs_dir) / rid
+    cli = fit_args(args, row, settings, reference)
+    last = folder / "checkpoints" / "last.ckpt"
+    resume = ["--ckpt_path", str(last)] if last.is_file() else []
+    coupled(cli + resume, {"COUPLED_RUN_ID": rid})
+    metrics = json.loads((folder / "metrics.json").read_text())
+    test, epochs = metrics["test"], metrics["epochs"]
+    curves: dict[str, list[float]] = {}
+    for e in epochs:
+        for k, v in e.items():
+            if k.startswith(("val/", "train/")):
+                curves.setdefault(k, []).append(v)
+    grids = sorted((folder / "samples").glob("test*.png"))
+    if grids:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(grids[-1], out / "samples" / f"{row['key']}.png")
+    approx = {m: [test[k] for k in sorted(test) if k.startswith(f"test/approx_error/{m}/")]
               for m in ("deterministic", "mean_variance")}
+    seconds = [e["seconds"] for e in epochs if e.get("seconds")]
     return {
         "key": row["key"], "dataset": row["dataset"], "objective": row["objective"], "tied": row["tied"],
-        "variant": row["variant"], "change": row["change"],
-        "seed": row["seed"], "epochs": epochs,
-        "test_acc": test["test/acc"], "elbo": test["test/elbo"], "log_likelihood": test["test/log_likelihood"],
+        "variant": row["variant"], "change": row["change"], "seed": row["seed"], "epochs": len(epochs),
+        "test_acc": test.get("test/acc"), "elbo": test.get("test/elbo"),
+        "log_likelihood": test.get("test/log_likelihood"),
         "log_likelihood_fitted": test.get("test/log_likelihood_fitted"),
-        "sample_acc_means": quality.results.get("sample_acc_means"),
         "log_likelihood_K": settings["eval_num_samples"],
-        "self_consistency": test["test/self_consistency"],
-        "sample_acc": quality.results.get("sample_acc"), "diversity": quality.results["diversity"],
-        "approx_error": approx,
-        "seconds_per_epoch": statistics.median(recorder.epoch_seconds),
-        "curves": recorder.curves,
-        "samples_png": f"samples/{row['key']}.png",
-        "recipe": {**{k: v for k, v in RECIPE.items() if k != "objective_kwargs"},
-                   "hidden_sizes": hidden_sizes, "epochs": epochs, "lr_schedule": lr_schedule,
-                   "objective_kwargs": row["objective_kwargs"],
-                   "train_size": settings["train_size"], "test_images": settings["test_images"]},
-        "command": command(args, row["key"]),
+        "self_consistency": test.get("test/self_consistency"),
+        "sample_acc": test.get("test/sample_acc"), "sample_acc_means": test.get("test/sample_acc_means"),
+        "diversity": test.get("test/diversity"), "approx_error": approx,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
+        "curves": curves, "samples_png": f"samples/{row['key']}.png",
+        "command": "coupled " + shlex.join(cli), "run_folder": str(folder),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
     }
 
 
-def command(args, key: str) -> str:
-    flags = (" --quick" if args.quick else "") + (" --frontier" if args.frontier else "")
-    return f"python scripts/reproduce.py{flags} --only {key}"
-
-
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def main(argv=None) -> None:
@@ -264,19 +274,24 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or _default_data_dir(),
                    help="folder with mnist/ and fashion_mnist/ parquet mirrors (default: ../shared/data)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/, quick: reports/quick/)")
-    p.add_argument("--ckpt-dir", type=Path, default=ROOT / ".cache" / "reproduce")
+    p.add_argument("--ckpt-dir", type=Path, default=ROOT / ".cache" / "reproduce",
+                   help="the reference classifiers and (under runs/) every row's run folder")
     p.add_argument("--report-only", action="store_true", help="only regenerate results.json and RESULTS.md")
     p.add_argument("--variants", action="store_true",
                    help="also the recipe variants after the matrix (VARIANTS in this file; about 75 more minutes)")
     p.add_argument("--frontier", action="store_true",
                    help="the frontier study instead of the matrix (FRONTIER_* in this file), into reports/frontier/")
+    p.add_argument("fit_flags", nargs=argparse.REMAINDER,
+                   help="after --: flags added to every row's coupled fit (e.g. -- --trainer.accelerator gpu)")
     args = p.parse_args(argv)
+    args.fit_flags = [f for f in args.fit_flags if f != "--"]
     args.frontier = args.frontier or os.environ.get("FRONTIER", "") not in ("", "0")  # `make reproduce FRONTIER=1`
     if args.frontier:
         return run_frontier(args)
     args.quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")  # `make reproduce QUICK=1`
     args.variants = args.variants or os.environ.get("VARIANTS", "") not in ("", "0")  # `make reproduce VARIANTS=1`
     out = args.out or (ROOT / "reports" / ("quick" if args.quick else ""))
+    args.runs_dir = args.ckpt_dir / "runs" / ("quick" if args.quick else "full")
     settings = QUICK if args.quick else FULL
     if not args.report_only:
         refs = {}
@@ -303,6 +318,7 @@ def main(argv=None) -> None:
 
 def run_frontier(args) -> None:
     out = args.out or (ROOT / "reports" / ("quick_frontier" if args.quick else "frontier"))
+    args.runs_dir = args.ckpt_dir / "runs" / ("quick_frontier" if args.quick else "frontier")
     settings = QUICK_FRONTIER if args.quick else FRONTIER
     todo = [r for r in frontier_rows(args.quick) if not args.only or args.only in r["key"]]
     if not args.report_only:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules.cli import main
+from coupled.main import main
 from tests.conftest import PYTHON, REPO_ROOT, TINY_VAL
 
 CONFIGS = REPO_ROOT / "configs"
@@ -27,7 +27,7 @@ def tiny_args(data_dir: Path, *extra: str) -> list[str]:
         "--model.eval_num_samples", "4",
         "--model.fitted_proposal_steps", "5",
         "--model.self_consistency_per_class", "5",
-        "--recognition.self_consistency_per_class", "5",
+        "--model.self_consistency_per_class", "5",
         "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
@@ -46,9 +46,9 @@ def run_main(args: list[str]) -> None:
 
 
 def run_cli(args: list[str], env: dict, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m lightning_modules ARGS` as a subprocess (what Lightning's DDP launcher re-runs)."""
+    """`python -m coupled ARGS` as a subprocess (what Lightning's DDP launcher re-runs)."""
     return subprocess.run(
-        [PYTHON, "-m", "lightning_modules", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [PYTHON, "-m", "coupled", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )
 

@@ -41,4 +41,4 @@ def test_resume_test_lint():
     assert "--ckpt_path wandb:model-abc:best" in _dry("resume", "REF=wandb:model-abc:best")
     assert ".venv/bin/python -m pytest" in _dry("test")
     assert "ruff check" in _dry("lint")
-    assert "scripts/bench.py" in _dry("bench") and "scripts/reproduce.py" in _dry("reproduce", "QUICK=1")
+    assert "-m scripts.bench" in _dry("bench") and "-m scripts.reproduce" in _dry("reproduce", "QUICK=1")

@@ -10,6 +10,7 @@ from callbacks.sample_quality import SampleQuality, approximation_error, class_s
 from datamodules import HFImageDataModule
 from lightning_modules import CoupledSigmoidNet, GenerativeLearner
 from lightning_modules.reference import ReferenceCNN
+from lightning_modules.seeds import stream_generator
 
 
 def test_diversity_is_one_for_real_images_and_zero_for_a_repeated_image():
@@ -35,7 +36,7 @@ def test_pixel_mean_samples_are_the_means_of_the_same_draws_and_average_to_the_b
     means, y = class_samples(net, per_class=4000, seed=1, kind="means")
     binary, y2 = class_samples(net, per_class=4000, seed=1)
     assert torch.equal(y, y2) and not ((means == 0) | (means == 1)).all()
-    g = torch.Generator().manual_seed(1)
+    g = stream_generator(1, "sample_quality")  # the callback's named stream
     x1 = net.sample_down(y[:4096], g)[1]  # class_samples draws in chunks of 4096
     torch.testing.assert_close(means[:4096], torch.sigmoid(net.down_logits(0, x1)))  # same draws, up to x1
     # both estimate p(x0 = 1 | y): per class they agree within sampling error (binary std <= 0.5 / sqrt(4000))

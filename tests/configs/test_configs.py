@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lightning_modules.cli import CoupledCLI, main
+from coupled.cli import CoupledCLI
+from coupled.main import main
 from tests.cli_helpers import CONFIGS, run_cli, run_folders, tiny_args
 from tests.conftest import subprocess_env
 

@@ -185,7 +185,7 @@ def test_dynamic_binarization_fresh_each_time_and_reproducible(grey_ds, cache_di
 def test_dynamic_draw_depends_on_the_batch_position_only(grey_ds, cache_dir, monkeypatch):
     """The CPU path draws DRAW_BLOCK batches' bytes at once; a batch's draw must not depend on which batches
     were drawn before it (a resumed run starts mid-block) nor on its size (the last batch is shorter)."""
-    from datamodules.hf_image import DRAW_BLOCK
+    from datamodules.binarize import DRAW_BLOCK
 
     def at(dm, position, x, epoch=0):
         monkeypatch.setattr(dm, "_draw_position", lambda: (epoch, position))
@@ -207,11 +207,11 @@ def test_dynamic_draw_depends_on_the_batch_position_only(grey_ds, cache_dir, mon
     wide = dm.split_tensors("train")[0][:20]
     assert torch.equal(at(dm, 4, wide), at(fresh, 4, wide))
     # a block never holds more than DRAW_BLOCK_BYTES: here 3 batches a block, same draws whatever the jumps
-    monkeypatch.setattr("datamodules.hf_image.DRAW_BLOCK_BYTES", 3 * 8 * dm.input_dim)
+    monkeypatch.setattr("datamodules.binarize.DRAW_BLOCK_BYTES", 3 * 8 * dm.input_dim)
     small = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
     small.setup("fit")
     seq = [at(small, p, x) for p in range(7)]
-    assert small._block[1].shape[0] == 3
+    assert small._batch_draws._block[1].shape[0] == 3
     jumped = dm_for(grey_ds, cache_dir, binarize="dynamic", batch_size=8)
     jumped.setup("fit")
     assert all(torch.equal(at(jumped, p, x), seq[p]) for p in (5, 1, 6, 3))

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet, fixed_binarize
-from lightning_modules.model import EXAMPLES_PER_DRAW, SAMPLES_PER_DRAW, even_softplus_sum_
+from lightning_modules.bernoulli import even_softplus_sum_
+from lightning_modules.likelihood import EXAMPLES_PER_DRAW, SAMPLES_PER_DRAW, block_shape
 
 
 def tiny_net(sizes, tied=True, std=0.5, seed=0):
@@ -189,12 +190,12 @@ def test_log_likelihood_blocks_across_example_groups_and_sample_slices():
         g = torch.Generator().manual_seed(5)
         return net.log_likelihood(X, y, num_samples, generator=g, max_chunk_elements=max_chunk_elements)
 
-    assert net.block_shape(K, 2**8) == (1, 50)  # 51 rows a block: a slice of 1000 samples in 20 blocks of 50
+    assert block_shape(net, K, 2**8) == (1, 50)  # 51 rows a block: a slice of 1000 samples in 20 blocks of 50
     est = estimate(2**8)
     assert (est - exact_log_p_two_hidden(net, X, y)).abs().max() < 0.05
     # the uniforms are drawn per slice and group whatever the blocks, so the blocks change only rounding
     torch.testing.assert_close(estimate(10**9), est)
-    assert net.block_shape(40, 2**10) == (5, 40)  # blocks of several examples when K is below a block's rows
+    assert block_shape(net, 40, 2**10) == (5, 40)  # blocks of several examples when K is below a block's rows
     torch.testing.assert_close(estimate(2**10, 40), estimate(10**9, 40))
 
 

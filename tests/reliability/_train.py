@@ -23,8 +23,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from callbacks.checkpoint_io import AtomicCheckpointIO
-from callbacks.safety import FiniteLossGuard, GracefulShutdown
+from callbacks.finite_guard import FiniteLossGuard
+from callbacks.shutdown import GracefulShutdown
+from coupled.checkpoint_io import AtomicCheckpointIO
 from datamodules import HFImageDataModule
 from lightning_modules import GenerativeLearner
 from tests.datamodules.helpers import make_dataset

@@ -10,7 +10,7 @@ import pickle
 import pytest
 import torch
 
-from callbacks.checkpoint_io import (
+from coupled.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointError,
     atomic_torch_save,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from callbacks.checkpoint_io import load_checkpoint_safely
+from coupled.checkpoint_io import load_checkpoint_safely
 from tests.reliability import _train
 from tests.reliability.conftest import EPOCHS, assert_bitwise_equal, start_training
 
@@ -118,7 +118,7 @@ def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, 
 WRITER = """
 import sys
 import torch
-from callbacks.checkpoint_io import AtomicCheckpointIO
+from coupled.checkpoint_io import AtomicCheckpointIO
 io, path, i = AtomicCheckpointIO(), sys.argv[1], 0
 while True:  # big checkpoints back to back: a kill lands mid-write most of the time
     io.save_checkpoint({"state_dict": {"w": torch.full((4_000_000,), float(i))}, "i": i}, path)

@@ -11,8 +11,9 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from callbacks.checkpoint_io import load_checkpoint_safely
-from callbacks.safety import FiniteLossGuard, NonFiniteLossError
+from callbacks.finite_guard import FiniteLossGuard
+from coupled.checkpoint_io import load_checkpoint_safely
+from lightning_modules.errors import NonFiniteLossError
 from tests.reliability import _train
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import bench  # noqa: E402
+from scripts import bench
 
 
 def test_ll_matmul_flops_counts_the_three_products_of_a_sample():

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from frontier_report import pareto, write_frontier_report  # noqa: E402
-from reproduce import FRONTIER_OBJECTIVES, FRONTIER_WEIGHTS, frontier_rows  # noqa: E402
+from scripts.frontier_report import pareto, write_frontier_report
+from scripts.reproduce import FRONTIER_OBJECTIVES, FRONTIER_WEIGHTS, frontier_rows
 
 
 def test_frontier_has_four_weights_per_objective_two_K_for_the_multisample_ones_tied_and_untied():

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from report import write_report  # noqa: E402
+from scripts.report import write_report
 
 
 def row(objective, tied, seed, acc, ll, elbo, sample_acc=0.9, variant=""):

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from reproduce import OBJECTIVES, VARIANTS, rows  # noqa: E402
+from scripts.reproduce import OBJECTIVES, VARIANTS, rows
 
 
 def test_the_matrix_has_three_seeds_for_mnist_tied_and_one_elsewhere():
     matrix = rows(quick=False)
     keys = [r["key"] for r in matrix]
-    assert len(keys) == len(set(keys)) == 18  # 2 datasets x 3 objectives x tied/untied, + 2 seeds x 3
+    assert len(keys) == len(set(keys)) == 19  # 2 datasets x 3 objectives x tied/untied, + 2 seeds x 3, make train
+    assert matrix[-1]["config"] == "configs/mnist.yaml" and matrix[-1]["variant"] == "make_train"
     seeds = Counter((r["dataset"], r["objective"], r["tied"]) for r in matrix)
     for dataset in ("mnist", "fashion_mnist"):
         for objective in OBJECTIVES:
             assert seeds[(dataset, objective, True)] == (3 if dataset == "mnist" else 1)
             assert seeds[(dataset, objective, False)] == 1
-    assert not any(r["variant"] for r in matrix)
+    assert not any(r["variant"] for r in matrix[:-1])
 
 
 def test_variants_come_after_the_matrix_and_only_when_asked():
@@ -32,4 +29,46 @@ def test_variants_come_after_the_matrix_and_only_when_asked():
     wide = next(r for r in extra if r["variant"] == "wide")
     assert wide["hidden_sizes"] == [1024, 1024]
     assert rows(quick=True, variants=True) == rows(quick=True)  # the smoke run has no variants
-    assert len(rows(quick=True)) == 12
+    assert len(rows(quick=True)) == 13
+
+
+def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_path, tiny_data, decoded_cache,
+                                                                         monkeypatch):
+    """One row end to end: `coupled reference`, then `coupled fit` with the row's configs and overrides; its
+    numbers come back from the run's metrics.json, and its command is the one to copy."""
+    import argparse
+    import json
+    import shlex
+
+    from scripts.reproduce import QUICK, _row, fit_args, run_row, train_reference
+    from tests.conftest import subprocess_env
+
+    for key, value in subprocess_env(tmp_path, decoded_cache).items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mnist").symlink_to(tiny_data, target_is_directory=True)
+    tiny = ["--data.val_size", "101", "--data.batch_size", "32", "--data.test_batch_size", "16"]
+    args = argparse.Namespace(data_dir=str(tmp_path / "data"), quick=True, frontier=False,
+                              runs_dir=tmp_path / "runs", ckpt_dir=tmp_path / "ckpt",
+                              fit_flags=[*tiny, "--model.hidden_sizes", "[16]", "--trainer.accelerator", "cpu"],
+                              reference_flags=[*tiny, "--model.width", "4"])
+    settings = {**QUICK, "train_size": None, "test_images": 32, "per_class": 5, "marginal_images": 4,
+                "mc_samples": 5, "eval_num_samples": 4, "epochs": 2, "reference_epochs": 1}
+    out = tmp_path / "report"
+    reference = train_reference(args, "mnist", settings, out)
+    assert 0 <= reference["test_acc"] <= 1 and reference["command"].startswith("coupled reference --config ")
+    row = _row("mnist", "symmetric", True, 0)
+    result = run_row(args, row, settings, reference, out)
+    cli = fit_args(args, row, settings, reference)
+    assert result["command"] == "coupled " + shlex.join(cli)
+    assert cli[:3] == ["fit", "--config", "configs/symmetric.yaml"] and "--model.objective_kwargs" in cli
+    assert json.loads(cli[cli.index("--model.objective_kwargs") + 1]) == {"generation_weight": 0.1}
+    assert result["epochs"] == 2 and len(result["curves"]["val/acc"]) == 2
+    for key in ("test_acc", "log_likelihood", "elbo", "self_consistency", "sample_acc", "sample_acc_means",
+                "diversity"):
+        assert result[key] is not None, key
+    assert result["elbo"] <= result["log_likelihood"] + 1.0  # K = 4 against K = 1, a few images
+    assert len(result["approx_error"]["deterministic"]) == 1  # one hidden layer
+    assert (out / "samples" / f"{row['key']}.png").is_file()
+    metrics = json.loads((tmp_path / "runs" / row["key"] / "metrics.json").read_text())
+    assert metrics["test"]["test/acc"] == result["test_acc"]

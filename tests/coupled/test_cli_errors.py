@@ -1,9 +1,9 @@
 """Bad input, end to end: every case ends `coupled` with exit status 2 and ONE line on stderr, no traceback.
 
-Each case runs the real entry point (`lightning_modules.cli.main`, in this process: it fails before any
+Each case runs the real entry point (`coupled.main.main`, in this process: it fails before any
 training, in well under a second) on the tiny data set with W&B offline, and checks that stderr holds
 exactly one non-empty line ``coupled: error: ...`` naming what is wrong. One case runs as a real process
-(`python -m lightning_modules`) to check the process's exit status and its whole output.
+(`python -m coupled`) to check the process's exit status and its whole output.
 The cases are listed in docs/ERRORS.md (its "tested in" column names these tests).
 """
 
@@ -17,7 +17,7 @@ import datasets
 import pytest
 import torch
 
-from lightning_modules.cli import main
+from coupled.main import main
 from tests.cli_helpers import CONFIGS, run_cli, tiny_args
 from tests.conftest import subprocess_env
 from tests.datamodules.helpers import make_dataset, make_images, write_split
@@ -135,6 +135,8 @@ CASES: list[tuple[str, Args, list[str]]] = [
      ["objective_kwargs.generation_weight must be a number >= 0, got -1"]),
     ("objective_weight_not_a_number", _const("--model.objective_kwargs", "{generation_weight: abc}"),
      ["objective_kwargs.generation_weight must be a number >= 0, got 'abc'"]),
+    ("sample_quality_zero_per_class", _const("--sample_quality.per_class", "0"),
+     ["sample_quality needs per_class >= 1, marginal_images >= 0 and mc_samples >= 1; got 0, 500, 1000"]),
     ("vimco_one_sample", _const("--model.objective", "vimco", "--model.objective_kwargs", "{num_samples: 1}"),
      ["objective_kwargs.num_samples must be an integer >= 2, got 1"]),
     ("bad_fitted_proposal_init", _const("--model.fitted_proposal_init", "best"), ['"model.fitted_proposal_init"',
@@ -226,7 +228,7 @@ def test_cases_are_many_and_distinct():
 
 
 def test_bad_input_as_a_real_process(cli_env, tiny_data, decoded_cache):
-    """`python -m lightning_modules fit ... --model.objective foo`: the process's status and whole output."""
+    """`python -m coupled fit ... --model.objective foo`: the process's status and whole output."""
     env = subprocess_env(cli_env, decoded_cache)
     # a first load of a data set shows datasets' progress bars on stderr; they are not part of the error
     env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

@@ -9,7 +9,7 @@ import pytest
 import torch
 import wandb
 
-from lightning_modules.resume import (
+from coupled.resume import (
     ArtifactRef,
     CheckpointError,
     LocalArtifactIndex,

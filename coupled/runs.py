@@ -15,7 +15,7 @@ import string
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ConfigError
+from lightning_modules.errors import ConfigError
 
 #: the environment variable that carries the run id to DDP child processes (or that a user may set)
 RUN_ID_ENV = "COUPLED_RUN_ID"

@@ -7,8 +7,7 @@ import string
 
 import pytest
 
-from lightning_modules.errors import ConfigError
-from lightning_modules.runs import (
+from coupled.runs import (
     RUN_ID_ENV,
     RUN_ID_OWNER_ENV,
     check_run_id,
@@ -18,6 +17,7 @@ from lightning_modules.runs import (
     new_run_id,
     wandb_api_key_configured,
 )
+from lightning_modules.errors import ConfigError
 
 
 def test_new_run_ids_are_wandb_like_and_distinct():

@@ -4,7 +4,7 @@ A reference reads ``wandb:[[ENTITY/]PROJECT/]model-<run id>[:ALIAS]`` with ALIAS
 ``best`` or ``vN``. Online (an API key is configured) every rank downloads the artifact itself with
 :func:`download_artifact` (Lightning's ``WandbLogger.download_artifact`` runs on rank 0 only, so it is
 not used). Offline the reference resolves to the run's local copy, which
-:class:`callbacks.CheckpointArtifacts` keeps in ``<runs_dir>/<run id>/checkpoints/`` with an
+:class:`coupled.artifacts.CheckpointArtifacts` keeps in ``<runs_dir>/<run id>/checkpoints/`` with an
 ``index.json`` that maps versions and aliases to files.
 
 Checkpoints are read with ``torch.load(..., weights_only=True)`` only: a downloaded artifact is untrusted.
@@ -12,16 +12,16 @@ Checkpoints are read with ``torch.load(..., weights_only=True)`` only: a downloa
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callbacks.checkpoint_io import CheckpointError, load_checkpoint_safely
+from lightning_modules.errors import CheckpointError
+
+from .checkpoint_io import load_checkpoint_safely
+from .index import LocalArtifactIndex, ResumeError
 
 __all__ = ["ArtifactRef", "CheckpointError", "LocalArtifactIndex", "ResumeError", "resolve_ckpt_path"]
 
@@ -29,12 +29,6 @@ __all__ = ["ArtifactRef", "CheckpointError", "LocalArtifactIndex", "ResumeError"
 RUN_ID_KEY = "wandb_run_id"
 #: Lightning's own special values of ckpt_path, passed through untouched
 SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
-INDEX_NAME = "index.json"
-VERSIONS_DIR = "versions"
-
-
-class ResumeError(ValueError):
-    """A ``--ckpt_path`` reference that cannot be resolved; the message is one line."""
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -43,7 +37,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def checkpoint_run_id(path: str | os.PathLike) -> str | None:
-    """The W&B run id stored in a checkpoint by :class:`callbacks.CheckpointArtifacts`, if any."""
+    """The W&B run id stored in a checkpoint by :class:`coupled.artifacts.CheckpointArtifacts`, if any."""
     run_id = load_checkpoint(path).get(RUN_ID_KEY)
     return str(run_id) if run_id else None
 
@@ -98,116 +92,6 @@ def parse_ref(value: str) -> ArtifactRef:
     entity = parts[0] if len(parts) == 3 else None
     project = parts[-2] if len(parts) >= 2 else None
     return ArtifactRef(entity, project, name, alias)
-
-
-# ---- the local copy: <runs_dir>/<run id>/checkpoints/{index.json, versions/vN.ckpt} ----
-
-
-class LocalArtifactIndex:
-    """The versions of a run's model artifact as logged from this machine, with local copies.
-
-    ``index.json``: ``{"run_id", "project", "entity", "versions": [{"version", "aliases", "file", "epoch",
-    "step"}], "aliases": {"latest": N, "best": M}}``. ``file`` is relative to the index's folder; it is
-    None for a version whose local copy was pruned (the newest ``keep`` versions and those that ``latest``
-    and ``best`` point to are kept).
-    """
-
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-        self.path = self.folder / INDEX_NAME
-
-    def load(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {"run_id": None, "project": None, "entity": None, "versions": [], "aliases": {}}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ResumeError(f"the local artifact index {str(self.path)!r} cannot be read ({exc})") from exc
-        data.setdefault("versions", [])
-        data.setdefault("aliases", {})
-        return data
-
-    def next_version(self) -> int:
-        versions = self.load()["versions"]
-        return max((v["version"] for v in versions), default=-1) + 1
-
-    def add(
-        self,
-        source: str | os.PathLike,
-        aliases: list[str],
-        *,
-        run_id: str,
-        project: str | None = None,
-        entity: str | None = None,
-        keep: int | None = None,
-        **meta: Any,
-    ) -> int:
-        """Copy ``source`` in as the next version with ``aliases``; returns that version number."""
-        data = self.load()
-        version = self.next_version()
-        rel = f"{VERSIONS_DIR}/v{version}.ckpt"
-        _atomic_copy(Path(source), self.folder / rel)
-        data.update(run_id=run_id, project=project or data.get("project"), entity=entity or data.get("entity"))
-        data["versions"].append({"version": version, "aliases": list(aliases), "file": rel, **meta})
-        for alias in aliases:
-            data["aliases"][alias] = version
-        self._prune(data, keep)
-        _atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
-        return version
-
-    def _prune(self, data: dict[str, Any], keep: int | None) -> None:
-        if keep is None:
-            return
-        pinned = set(data["aliases"].values())
-        recent = {v["version"] for v in data["versions"][-max(keep, 0) :]} if keep > 0 else set()
-        for entry in data["versions"]:
-            if entry.get("file") and entry["version"] not in pinned | recent:
-                try:
-                    (self.folder / entry["file"]).unlink(missing_ok=True)
-                except OSError:
-                    continue
-                entry["file"] = None
-
-    def resolve(self, alias: str) -> Path:
-        """The local file of ``alias`` (latest, best or vN); ResumeError when there is none."""
-        data = self.load()
-        if alias.startswith("v") and alias[1:].isdigit():
-            version = int(alias[1:])
-        elif alias in data["aliases"]:
-            version = data["aliases"][alias]
-        else:
-            raise ResumeError(f"no version of this run's model is tagged {alias!r} in {str(self.path)!r}")
-        entry = next((v for v in data["versions"] if v["version"] == version), None)
-        if entry is None:
-            known = ", ".join(f"v{v['version']}" for v in data["versions"]) or "none"
-            raise ResumeError(f"version v{version} is not in {str(self.path)!r} (versions: {known})")
-        if not entry.get("file") or not (self.folder / entry["file"]).is_file():
-            kept = ", ".join(f"v{v['version']}" for v in data["versions"] if v.get("file")) or "none"
-            raise ResumeError(
-                f"the local copy of version v{version} was pruned (kept: {kept}); resume online, or keep more "
-                f"with --artifacts.keep_local_versions"
-            )
-        return self.folder / entry["file"]
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def resolve_local(ref: ArtifactRef, runs_dir: str | os.PathLike) -> Path:

@@ -24,15 +24,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from lightning_modules import resume as _resume  # module, not names: resume imports callbacks too
-from lightning_modules.runs import RUN_ID_ENV
+from lightning_modules.lightning_private import wandb_project
+from lightning_modules.loggers import wandb_logger
 
-
-def _wandb_logger(trainer: pl.Trainer):
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            return logger
-    return None
+from .index import LocalArtifactIndex
+from .resume import RUN_ID_KEY
+from .runs import RUN_ID_ENV
 
 
 def _signature(path: str) -> tuple[int, int] | None:
@@ -44,7 +41,7 @@ def _signature(path: str) -> tuple[int, int] | None:
 
 
 # Hand-written: Lightning refuses WandbLogger(offline=True, log_model=True), and its log_model uploads from rank 0
-# with no local index, so an offline run could not resume from `wandb:` (tests/callbacks/test_artifacts.py).
+# with no local index, so an offline run could not resume from `wandb:` (tests/coupled/test_artifacts.py).
 class CheckpointArtifacts(pl.Callback):
     """Log each new checkpoint as a version of the ``model-<run id>`` artifact; see the module doc.
 
@@ -69,7 +66,7 @@ class CheckpointArtifacts(pl.Callback):
     def resolve_run_id(self, trainer: pl.Trainer) -> str | None:
         if self.run_id:
             return self.run_id
-        logger = _wandb_logger(trainer)
+        logger = wandb_logger(trainer.loggers)
         if logger is not None and logger.version:
             return str(logger.version)
         return os.environ.get(RUN_ID_ENV) or None
@@ -78,7 +75,7 @@ class CheckpointArtifacts(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         run_id = self.resolve_run_id(trainer)
         if run_id:
-            checkpoint[_resume.RUN_ID_KEY] = run_id
+            checkpoint[RUN_ID_KEY] = run_id
         self._saved_at = {"epoch": int(checkpoint.get("epoch", trainer.current_epoch)),
                           "step": int(checkpoint.get("global_step", trainer.global_step))}
         if not self._pending:
@@ -137,8 +134,8 @@ class CheckpointArtifacts(pl.Callback):
     def log_checkpoint(self, trainer: pl.Trainer, path: str, aliases: list[str]) -> None:
         cb = trainer.checkpoint_callback
         run_id = self.resolve_run_id(trainer) or "local"
-        logger = _wandb_logger(trainer)
-        project = getattr(logger, "_project", None) if logger is not None else None
+        logger = wandb_logger(trainer.loggers)
+        project = wandb_project(logger) if logger is not None else None
         score = getattr(cb, "best_model_score", None)
         meta = {
             **self._saved_at,
@@ -146,7 +143,7 @@ class CheckpointArtifacts(pl.Callback):
             "best_score": None if score is None else float(score),
             "filename": Path(path).name,
         }
-        index = _resume.LocalArtifactIndex(cb.dirpath)
+        index = LocalArtifactIndex(cb.dirpath)
         version = index.add(path, aliases, run_id=run_id, project=project, keep=self.keep_local_versions, **meta)
         self.logged.append({"version": version, "aliases": list(aliases), "file": path})
         if logger is not None and self.log_model:

@@ -1,4 +1,4 @@
-"""`coupled sample` and `GenerativeLearner.load`: samples from a trained model, for grey and colour data."""
+"""`coupled sample` and `coupled.load`: samples from a trained model, for grey and colour data."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+import coupled
+from coupled.main import main
+from coupled.sample import main as sample_main
 from lightning_modules import CheckpointError, GenerativeLearner
-from lightning_modules.cli import main
-from lightning_modules.sample import main as sample_main
 
 NAMES = ["red", "green", "blue"]
 
@@ -35,7 +36,7 @@ def rgb_ckpt(tmp_path_factory):
 
 
 def test_load_gives_the_trained_model_in_eval_mode(rgb_ckpt):
-    model = GenerativeLearner.load(rgb_ckpt)
+    model = coupled.load(rgb_ckpt)
     assert not model.training and model.hparams.image_shape == (3, 12, 12) and model.hparams.class_names == NAMES
     saved = torch.load(rgb_ckpt, weights_only=True)["state_dict"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
@@ -43,9 +44,9 @@ def test_load_gives_the_trained_model_in_eval_mode(rgb_ckpt):
 
 def test_load_refuses_bad_references_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        GenerativeLearner.load(tmp_path / "nope.ckpt")
+        coupled.load(tmp_path / "nope.ckpt")
     with pytest.raises(CheckpointError, match="only inside a Trainer"):
-        GenerativeLearner.load("best")
+        coupled.load("best")
 
 
 def test_sample_writes_a_labelled_rgb_grid_and_npz_and_is_seeded(rgb_ckpt, tmp_path):

@@ -19,9 +19,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .errors import ConfigError
-from .learner import GenerativeLearner
-from .model import SAMPLE_KINDS
+from callbacks.samples import grid_image
+from lightning_modules.errors import ConfigError
+from lightning_modules.learner import GenerativeLearner
+from lightning_modules.model import SAMPLE_KINDS
+from lightning_modules.seeds import stream_generator
+
+from .load import load
 
 
 def parse_classes(text: str | None, num_classes: int) -> list[int]:
@@ -42,7 +46,7 @@ def draw(model: GenerativeLearner, classes: list[int], per_class: int, kind: str
     """Means (len(classes), d0) and samples (len(classes), per_class, d0); the same seed gives the same images
     on the same device."""
     net, device = model.net, model.device
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = stream_generator(seed, "samples", device=device)
     ys = torch.tensor(classes, device=device).repeat_interleave(per_class)
     samples = net.sample_images(ys, kind, g)
     means = net.generate_mean(torch.tensor(classes, device=device))
@@ -51,7 +55,6 @@ def draw(model: GenerativeLearner, classes: list[int], per_class: int, kind: str
 
 def labelled_grid(means, samples, shape, names: list[str], scale: int = 2) -> Image.Image:
     """The sample grid (callbacks.samples.grid_image) with each row's class name in a margin on the left."""
-    from callbacks.samples import grid_image  # the same layout as the training-time grids
 
     grid = grid_image(means, samples, shape, scale=scale)
     row_h = (shape[1] + 2) * scale
@@ -88,7 +91,7 @@ def main(argv: list[str]) -> Path:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: this machine has no CUDA device; use --device cpu")
-    model = GenerativeLearner.load(args.ckpt_path, runs_dir=args.runs_dir, map_location=device)
+    model = load(args.ckpt_path, runs_dir=args.runs_dir, map_location=device)
     C = model.net.num_classes
     classes = parse_classes(args.classes, C)
     names = list(model.hparams.get("class_names") or [str(c) for c in range(C)])

@@ -10,9 +10,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.artifacts import CheckpointArtifacts
+from coupled.artifacts import CheckpointArtifacts
+from coupled.resume import LocalArtifactIndex
 from lightning_modules import GenerativeLearner
-from lightning_modules.resume import LocalArtifactIndex
 
 SCORES = [0.5, 0.4, 0.6, 0.55]  # improves at epochs 0 and 2
 

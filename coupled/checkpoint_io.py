@@ -24,7 +24,6 @@ import io
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lightning_modules.compat import check_compatible
 from lightning_modules.errors import CheckpointError
+from lightning_modules.files import atomic_write
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -44,9 +44,6 @@ __all__ = [
     "check_compatible",
     "load_checkpoint_safely",
 ]
-
-_TMP_SUFFIX = ".tmp"
-
 
 # --------------------------------------------------------------------------------------------------
 # saving
@@ -60,70 +57,10 @@ def _local(path: _PATH) -> str:
     return s[len("file://") :] if s.startswith("file://") else s
 
 
-def _fsync_dir(dirname: str) -> None:
-    try:
-        fd = os.open(dirname, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open a directory; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but not ours (EPERM)
-        return True
-    return True
-
-
-def _remove_stale_temps(dirname: str, base: str) -> None:
-    """Remove temp files of `base` left by a writer process that was killed (its pid no longer exists)."""
-    pattern = re.compile(rf"^\.{re.escape(base)}\.(\d+)\.[^.]+{re.escape(_TMP_SUFFIX)}$")
-    try:
-        names = os.listdir(dirname)
-    except OSError:
-        return
-    for name in names:
-        m = pattern.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            try:
-                os.remove(os.path.join(dirname, name))
-            except OSError:
-                pass
-
-
 def atomic_torch_save(obj: Any, path: _PATH) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at `path`.
-
-    Writes ``.<name>.<pid>.<random>.tmp`` next to `path`, flush + fsync, ``os.replace`` onto `path`, fsync
-    of the directory. On any failure the temp file is removed and `path` is untouched.
-    """
-    path = _local(path)
-    dirname = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    os.makedirs(dirname, exist_ok=True)
-    _remove_stale_temps(dirname, base)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=dirname)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(dirname)
+    """``torch.save(obj, path)`` that never leaves a partial file at `path` (:func:`atomic_write`)."""
+    with atomic_write(_local(path)) as f:
+        torch.save(obj, f)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_modules.cli import CoupledCLI
+from coupled.cli import CoupledCLI
 from tests.cli_helpers import CONFIGS, run_cli, tiny_args
 from tests.conftest import subprocess_env
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_modules.cli import main
+from coupled.main import main
 from tests.cli_helpers import CONFIGS, tiny_args
 
 MNIST = str(CONFIGS / "mnist.yaml")
@@ -22,7 +22,7 @@ def test_console_script_is_main():
     from tests.conftest import REPO_ROOT
 
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"coupled": "lightning_modules.cli:main"}
+    assert scripts == {"coupled": "coupled.main:main"}
 
 
 def test_no_subcommand_is_a_short_error(capsys):
@@ -45,7 +45,7 @@ def test_fit_help_lists_trainer_model_and_project_flags(capsys):
     for flag in ("--trainer.strategy", "--trainer.devices", "--trainer.num_nodes", "--trainer.precision",
                  "--trainer.max_epochs", "--model.objective", "--model.tied", "--data", "--ckpt_path",
                  "--runs_dir", "--test_after_fit", "--checkpoint.monitor", "--sample_grid.every_n_epochs",
-                 "--recognition.self_consistency_per_class", "--artifacts.keep_local_versions"):
+                 "--model.self_consistency_per_class", "--artifacts.keep_local_versions"):
         assert flag in out, flag
     assert "data.input_dim --> model.input_dim" in out
     assert "data.num_classes --> model.num_classes" in out

@@ -1,0 +1,158 @@
+"""A graceful SIGTERM stop (``kill``, a scheduler's preemption): a checkpoint at the end of the current
+training batch, one message "received SIGTERM: saved checkpoint <path> at step N; resume with --ckpt_path
+<path>", and a clean exit (status 0); see docs/ERRORS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks.model_checkpoint import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lightning_modules.lightning_private import mark_checkpoint_saved
+
+__all__ = ["GracefulShutdown", "SIGTERMException"]
+
+
+# Hand-written on top of Lightning's own SIGTERM handler (which it chains to): Lightning 2.6 stops at the next
+# batch but saves nothing, so the steps since the last checkpoint would be lost (reliability/test_crash_safety.py).
+class GracefulShutdown(Callback):
+    """On SIGTERM: save a checkpoint at the end of the current training batch, print one line, exit 0.
+
+    How it works with Lightning 2.x: when ``fit`` starts, Lightning's ``_SignalConnector`` installs its own
+    SIGTERM handler (it sets ``trainer.received_sigterm``; the training loop then raises
+    ``SIGTERMException``, a ``SystemExit`` with code 0, after the current batch's ``on_train_batch_end``
+    hooks, or at the next batch of a validation loop). This callback wraps that handler at
+    ``on_train_start`` (chaining to it, so Lightning's own bookkeeping and DDP launcher handling still
+    run) and restores it when training ends. Single process: at the first ``on_train_batch_end`` after the
+    signal it saves a checkpoint there (the regular, exactly resumable mid-epoch point), prints the
+    message, and lets Lightning's ``SIGTERMException`` end ``fit``; ``sys.exit`` status is 0. If
+    Lightning did not see the signal (no handler of its own) it sets ``trainer.should_stop`` instead.
+    If the signal arrives where no batch end follows (during validation, at an epoch's end) or with
+    several processes (DDP: Lightning broadcasts the flag so that all ranks raise together), the
+    checkpoint is saved in ``on_exception`` instead. Nothing is saved if no training step was taken since
+    this fit started (no progress to keep, and an older good checkpoint is not overwritten).
+
+    The checkpoint goes to the ``ModelCheckpoint``'s ``last`` file (as ``save_last`` names it, its
+    version counter respected), or ``<default_root_dir>/checkpoints/last.ckpt`` without one; with
+    ``AtomicCheckpointIO`` the write is atomic.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._installed = False
+        self._received = False
+        self.saved_path: str | None = None
+        self._start_step = 0
+
+    # ---- signal handling ----
+    def _handler(self, signum, frame) -> None:
+        self._received = True
+        prev = self._previous
+        if callable(prev):
+            prev(signum, frame)
+
+    def _install(self) -> None:
+        if self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._handler)
+        self._installed = True
+
+    def _restore(self) -> None:
+        if self._installed and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) == self._handler:
+                signal.signal(
+                    signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL
+                )
+        self._installed = False
+
+    @property
+    def received(self) -> bool:
+        return self._received
+
+    # ---- hooks ----
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._received = False
+        self.saved_path = None
+        self._start_step = trainer.global_step
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start_step = trainer.global_step  # after a resume's restore
+        self._install()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not (self._received or trainer.received_sigterm) or self.saved_path is not None:
+            return
+        if trainer.world_size > 1:  # the ranks stop together in on_exception (Lightning syncs the flag)
+            return
+        self._save(trainer)
+        if not trainer.received_sigterm:  # Lightning did not register its handler: stop by ourselves
+            trainer.should_stop = True
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
+        if not (isinstance(exception, SIGTERMException) or self._received):
+            return
+        if self.saved_path is None:
+            if trainer.global_step > self._start_step:
+                self._save(trainer)
+            elif trainer.is_global_zero:
+                print(
+                    "received SIGTERM before the first training step: no checkpoint saved",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore()
+
+    # ---- saving ----
+    @staticmethod
+    def _target(trainer: pl.Trainer) -> tuple[str, ModelCheckpoint | None]:
+        cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+        if cb is not None and cb.dirpath:
+            if cb.last_model_path:
+                return cb.last_model_path, cb
+            metrics = {
+                "epoch": torch.tensor(trainer.current_epoch),
+                "step": torch.tensor(trainer.global_step),
+            }
+            path = cb.format_checkpoint_name(metrics, cb.CHECKPOINT_NAME_LAST)
+            ver = cb.STARTING_VERSION
+            while os.path.exists(path):  # never overwrite another run's last.ckpt
+                path = cb.format_checkpoint_name(metrics, cb.CHECKPOINT_NAME_LAST, ver=ver)
+                ver += 1
+            return path, cb
+        base = os.path.join(trainer.default_root_dir, "checkpoints", "last")
+        path, ver = base + ".ckpt", 1
+        while os.path.exists(path):
+            path, ver = f"{base}-v{ver}.ckpt", ver + 1
+        return path, None
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        path, cb = self._target(trainer)
+        if cb is not None:
+            cb.last_model_path = path  # recorded in the checkpoint, as ModelCheckpoint itself does
+        trainer.save_checkpoint(path)
+        if cb is not None:
+            mark_checkpoint_saved(cb, trainer.global_step)  # no second save of the same step on exception
+        self.saved_path = path
+        if trainer.is_global_zero:
+            print(
+                f"received SIGTERM: saved checkpoint {path} at step {trainer.global_step}; "
+                f"resume with --ckpt_path {path}",
+                file=sys.stderr,
+                flush=True,
+            )

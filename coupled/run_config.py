@@ -1,0 +1,38 @@
+"""Saves the resolved config of a run as ``<run folder>/config.yaml`` and with the W&B run (config + file)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.cli import SaveConfigCallback
+
+from lightning_modules.loggers import wandb_logger
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Saves the resolved config as ``<run folder>/config.yaml`` and with the W&B run (config + file)."""
+
+    def __init__(self, parser, config, config_filename: str = "config.yaml", overwrite: bool = True,
+                 multifile: bool = False, run_dir: str | None = None):
+        super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir=False)
+        self.run_dir = run_dir
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        folder = Path(self.run_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.config_filename
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        logger = wandb_logger(trainer.loggers)
+        if logger is not None:
+            run = logger.experiment
+            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            run.config.update({"cli": dumped}, allow_val_change=True)
+            # in the run's files, not as config.yaml: W&B keeps its own config.yaml there
+            copy = Path(run.dir) / "coupled-config.yaml"
+            shutil.copyfile(path, copy)
+            run.save(str(copy), base_path=run.dir, policy="now")
+
+

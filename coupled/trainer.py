@@ -1,0 +1,160 @@
+"""Trainer assembly: the project's Trainer defaults, the checks Lightning lacks, and test-after-fit on one device.
+
+Used by :class:`coupled.cli.CoupledCLI`; each function is one decision about the Trainer, named for it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.accelerators import CPUAccelerator
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from callbacks.finite_guard import FiniteLossGuard
+from callbacks.metrics_file import MetricsFile
+from callbacks.sample_quality import SampleQuality
+from callbacks.samples import SampleGrid
+from callbacks.shutdown import GracefulShutdown
+from lightning_modules.errors import ConfigError
+
+from .exit import squeeze
+
+WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
+DEFAULT_PROJECT = "coupled"
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Trainer settings that differ from Lightning's; every one can be overridden by a flag or config."""
+    return {
+        "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": DEFAULT_PROJECT}},
+        # the DataModule shards every split itself (no duplicated evaluation samples under DDP)
+        "use_distributed_sampler": False,
+        # crash-safe checkpoint writes, weights_only loads with one-line errors
+        "plugins": [{"class_path": "coupled.checkpoint_io.AtomicCheckpointIO"}],
+        # always added (not replaced by --trainer.callbacks): a run that diverges stops with one line,
+        # a SIGTERM saves a checkpoint and exits 0
+        "callbacks": [FiniteLossGuard(), GracefulShutdown()],
+    }
+
+
+
+
+def check_cpu_devices(accelerator: Any, devices: Any) -> None:
+    """Refuse more CPU processes than the machine has CPUs (Lightning would start them all).
+
+    On the CPU ``--trainer.devices N`` starts N DDP processes; any N is accepted by Lightning, so a typo
+    such as ``1000`` would fork a thousand copies of the program. GPU counts are checked by Lightning.
+    """
+    name = accelerator if isinstance(accelerator, str) else None
+    on_cpu = isinstance(accelerator, CPUAccelerator) or name == "cpu" or (
+        name in (None, "auto") and not torch.cuda.is_available()
+        and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    )
+    if not on_cpu or devices in (None, "auto"):
+        return
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        # Lightning raises a TypeError from deep in its device parsing for these
+        raise ConfigError(
+            f"--trainer.devices {devices!r} is not a number of CPU processes: give a positive integer or auto"
+        )
+    cpus = os.cpu_count() or 1
+    if isinstance(devices, int) and devices > cpus:
+        raise ConfigError(
+            f"--trainer.devices {devices} asks for {devices} CPU processes but this machine has {cpus} CPUs; "
+            f"lower --trainer.devices (on the CPU each device is one process)"
+        )
+
+
+
+
+def trainer_error(exc: BaseException) -> str:
+    """Lightning's complaint about a Trainer flag, as one line that says it is a --trainer.* setting."""
+    text = squeeze(str(exc)) or type(exc).__name__
+    if "No supported gpu backend found" in text:
+        return ("--trainer.accelerator gpu: this machine has no usable GPU (no CUDA or MPS device); "
+                "use --trainer.accelerator cpu or auto")
+    return f"bad --trainer.* setting: {text}"
+
+
+def last_checkpoint(callbacks: list[Any], cfg: Any) -> list[ModelCheckpoint]:
+    """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``).
+
+    Lightning 2.6 writes ``last.ckpt`` only when a new top-k checkpoint is written, so with a monitor it would
+    lag behind the training; this second callback, without a monitor, keeps it current. `cfg` holds the
+    ``--checkpoint.*`` settings.
+    """
+    best = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
+    if best is None or best.save_last is not True or best.monitor is None:
+        return []
+    best.save_last = False
+    return [
+        ModelCheckpoint(
+            dirpath=best.dirpath,
+            filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+            every_n_train_steps=cfg.get("every_n_train_steps"),
+            train_time_interval=cfg.get("train_time_interval"),
+            every_n_epochs=cfg.get("every_n_epochs"),
+            save_on_train_epoch_end=cfg.get("save_on_train_epoch_end"),
+            save_weights_only=bool(cfg.get("save_weights_only")),
+        )
+    ]
+
+
+def test_after_fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, cfg: dict[str, Any]) -> None:
+    """Test the best checkpoint (without one, the last) once training has ended, on one device.
+
+    Under DDP every rank has finished fit; rank 0 alone tests on its own device with a fresh Trainer built
+    from the fit's `cfg` (the ``--trainer.*`` settings), so the test metrics are those of one process.
+    """
+    ckpt_path = None
+    if not trainer.fast_dev_run:
+        paths = [getattr(cb, attr, "") for attr in ("best_model_path", "last_model_path")
+                 for cb in trainer.checkpoint_callbacks]
+        ckpt_path = next((p for p in paths if p), None)
+    if trainer.world_size == 1:
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        return
+    trainer.strategy.barrier("coupled_test_after_fit")
+    if trainer.global_rank != 0:
+        return
+    device = trainer.strategy.root_device
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # else torchmetrics would wait for the other ranks
+    test_trainer = _single_device_trainer(type(trainer), trainer, device, cfg)
+    with warnings.catch_warnings():  # the fit's ModelCheckpoint states are not needed to test
+        warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint.*")
+        test_trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+
+def _single_device_trainer(trainer_class: type, trainer: pl.Trainer, device: torch.device, cfg: dict[str, Any]
+                           ) -> pl.Trainer:
+    accelerator = "gpu" if device.type == "cuda" else device.type
+    devices = [device.index] if device.type == "cuda" and device.index is not None else 1
+    return trainer_class(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=1,
+        strategy="auto",
+        precision=cfg.get("precision"),
+        logger=list(trainer.loggers) or False,
+        callbacks=[cb for cb in trainer.callbacks if isinstance(cb, (SampleGrid, SampleQuality, MetricsFile))],
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.get("enable_progress_bar"),
+        enable_model_summary=False,
+        fast_dev_run=cfg.get("fast_dev_run", False),
+        limit_test_batches=cfg.get("limit_test_batches"),
+        deterministic=cfg.get("deterministic"),
+        inference_mode=cfg.get("inference_mode", True),
+        default_root_dir=trainer.default_root_dir,
+        use_distributed_sampler=False,
+        plugins=cfg.get("plugins"),
+    )

@@ -1,0 +1,73 @@
+"""Each private Lightning attribute the project reads still exists and means what lightning_private.py says.
+
+A Lightning upgrade that renames one fails here, by name, instead of silently changing behaviour (most reads
+fall back to a default when the attribute is missing)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import WandbLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules import GenerativeLearner
+from lightning_modules import lightning_private as private
+
+
+def test_the_cli_methods_exist():
+    for name in private.CLI_METHODS:
+        assert callable(getattr(LightningCLI, name, None)), name
+
+
+def test_module_trainer_and_loop_attributes_during_fit(tmp_path):
+    seen = {}
+
+    class Probe(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            assert hasattr(trainer, "_logger_connector") and hasattr(trainer._logger_connector, "should_update_logs")
+            assert hasattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped")
+            seen.setdefault("due", []).append(private.step_logs_due(trainer))
+            seen.setdefault("step", []).append(private.logged_step(trainer))
+            seen["trainer"] = private.attached_trainer(pl_module)
+
+    model = GenerativeLearner(sizes=[6, 4, 2])
+    assert private.attached_trainer(model) is None
+    loader = DataLoader(TensorDataset(torch.rand(12, 6), torch.arange(12) % 2), batch_size=4)
+    trainer = pl.Trainer(max_epochs=1, log_every_n_steps=2, callbacks=[Probe()], logger=pl.loggers.CSVLogger(tmp_path),
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, loader)
+    assert seen["trainer"] is trainer
+    assert seen["step"] == [0, 1, 2]  # Lightning's logging step, counted before the batch's increment
+    assert seen["due"] == [False, True, False]  # every 2nd step: log_every_n_steps=2
+
+
+def test_checkpoint_and_wandb_logger_attributes(tmp_path):
+    cb = ModelCheckpoint(dirpath=tmp_path)
+    assert hasattr(cb, "_last_global_step_saved")
+    private.mark_checkpoint_saved(cb, 7)
+    assert cb._last_global_step_saved == 7
+    logger = WandbLogger(project="p", offline=True, save_dir=str(tmp_path))  # no W&B run starts here
+    assert private.wandb_project(logger) == "p"
+    init = private.wandb_init_kwargs(logger)
+    assert isinstance(init, dict) and init["project"] == "p"
+
+
+def test_idle_step_hooks_are_dropped_and_lightning_skips_them(tmp_path):
+    calls = []
+
+    class OneHook(Callback):
+        def on_train_batch_end(self, *args):
+            calls.append("end")
+
+    cb, ckpt = OneHook(), ModelCheckpoint(dirpath=tmp_path)
+    private.drop_idle_step_hooks(cb)
+    private.drop_idle_step_hooks(ckpt)
+    assert cb.on_before_backward is None and callable(cb.on_train_batch_end)
+    assert ckpt.on_train_batch_start is None and callable(ckpt.on_train_batch_end)  # ModelCheckpoint's own runs
+    model = GenerativeLearner(sizes=[6, 4, 2])
+    loader = DataLoader(TensorDataset(torch.rand(8, 6), torch.arange(8) % 2), batch_size=4)
+    pl.Trainer(max_epochs=1, callbacks=[cb], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).fit(model, loader)  # Lightning skips the None hooks without error
+    assert calls == ["end", "end"]
