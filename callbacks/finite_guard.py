@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lightning_modules.errors import NonFiniteLossError
+from lightning_modules.errors import ConfigError, NonFiniteLossError
 from lightning_modules.lightning_private import logged_step
 
 __all__ = ["FiniteLossGuard", "NonFiniteLossError"]
@@ -64,7 +64,7 @@ class FiniteLossGuard(Callback):
 
     def __init__(self, check_every_n_steps: int = 1, check_parameters: bool = False):
         if int(check_every_n_steps) < 1:
-            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+            raise ConfigError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
         self.check_every_n_steps = int(check_every_n_steps)
         self.check_parameters = bool(check_parameters)
         self.tripped: str | None = None

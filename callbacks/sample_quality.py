@@ -34,7 +34,8 @@ def class_samples(
 
 @torch.no_grad()
 def sample_accuracy(samples: Tensor, labels: Tensor, classifier: torch.nn.Module, chunk: int = 2048) -> float:
-    preds = torch.cat([classifier(s).argmax(-1) for s in samples.split(chunk)])
+    dtype = next((p.dtype for p in classifier.parameters()), samples.dtype)  # the classifier's, not the pair's
+    preds = torch.cat([classifier(s.to(dtype)).argmax(-1) for s in samples.split(chunk)])
     return (preds == labels).float().mean().item()
 
 
@@ -90,7 +91,7 @@ class SampleQuality(pl.Callback):
             rank_zero_warn("sample_quality needs a DataModule with split_tensors('test'); nothing is measured")
             return
         real, real_y = dm.split_tensors("test")
-        real = dm.transform(real.to(pl_module.device), train=False)
+        real = dm.transform(real.to(pl_module.device), train=False).to(net.W[0].dtype)  # 64-true, bf16-true
         real_y = real_y.to(pl_module.device)
         samples, labels = class_samples(net, self.per_class, self.seed)
         res = {"diversity": diversity(samples, labels, real, real_y)}

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from pytorch_lightning.utilities import rank_zero_only
 
+from lightning_modules.errors import ConfigError
 from lightning_modules.files import atomic_write
 from lightning_modules.loggers import wandb_logger
 from lightning_modules.model import SAMPLE_KINDS
@@ -72,9 +73,10 @@ class SampleGrid(pl.Callback):
         kind: str = "binary",
     ):
         if samples_per_class < 1 or every_n_epochs < 0 or scale < 1:
-            raise ValueError("samples_per_class and scale must be >= 1, every_n_epochs >= 0")
+            raise ConfigError(f"sample_grid.samples_per_class and sample_grid.scale must be >= 1 and "
+                              f"sample_grid.every_n_epochs >= 0, got {samples_per_class}, {scale}, {every_n_epochs}")
         if kind not in SAMPLE_KINDS:
-            raise ValueError(f"sample_grid.kind must be {' or '.join(SAMPLE_KINDS)}, got {kind!r}")
+            raise ConfigError(f"sample_grid.kind must be {' or '.join(SAMPLE_KINDS)}, got {kind!r}")
         self.kind = kind
         self.samples_per_class = samples_per_class
         self.every_n_epochs = every_n_epochs

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from lightning_modules.errors import ConfigError
 from lightning_modules.lightning_private import wandb_project
 from lightning_modules.loggers import wandb_logger
 
@@ -53,7 +54,8 @@ class CheckpointArtifacts(pl.Callback):
 
     def __init__(self, log_model: bool = True, keep_local_versions: int | None = 3, run_id: str | None = None):
         if keep_local_versions is not None and keep_local_versions < 0:
-            raise ValueError("keep_local_versions must be >= 0 or None")
+            raise ConfigError(f"artifacts.keep_local_versions must be >= 0 or null (keep all), "
+                              f"got {keep_local_versions}")
         self.log_model = log_model
         self.keep_local_versions = keep_local_versions
         self.run_id = run_id

@@ -243,7 +243,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__}.save_checkpoint does not take storage_options")
         if not _is_local(path):  # remote filesystems: Lightning's own (transactional) save
             return super().save_checkpoint(checkpoint, path)
-        atomic_torch_save(checkpoint, path)
+        try:
+            atomic_torch_save(checkpoint, path)
+        except OSError as exc:  # a full disk, a folder made read-only mid-run, ...: the old file is intact
+            raise CheckpointError(f"could not write checkpoint {_local(path)} ({exc.strerror or exc}); the previous "
+                                  f"checkpoint there is kept: free space or set --checkpoint.dirpath") from None
 
     def load_checkpoint(
         self,

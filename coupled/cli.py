@@ -49,6 +49,9 @@ from .runs import check_run_id, export_run_id, inherited_run_id, local_rank, new
 from .trainer import (
     DEFAULT_PROJECT,
     check_cpu_devices,
+    check_fit_ckpt_path,
+    check_seed,
+    check_val_check_interval,
     last_checkpoint,
     test_after_fit,
     trainer_defaults,
@@ -142,6 +145,9 @@ class CoupledCLI(LightningCLI):
         )
         self.run_id = check_run_id(run_id)
         self.run_dir = run_dir(cfg.runs_dir, self.run_id)
+        check_seed(cfg.get("seed_everything"))
+        if subcommand == "fit":
+            check_fit_ckpt_path(local, self.run_dir)
         if subcommand == "fit" and local is None and os.environ.get("LOCAL_RANK", "0") == "0":
             _refuse_overwriting(self.run_id, self.run_dir)
         export_run_id(self.run_id)
@@ -173,7 +179,14 @@ class CoupledCLI(LightningCLI):
             return
         cfg = self.config[subcommand]
         folder = str(self.run_dir)
-        Path(folder).mkdir(parents=True, exist_ok=True)  # before W&B starts: it looks for a git root there
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)  # before W&B starts: it looks for a git root there
+            probe = Path(folder) / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:  # read-only, under a file, ...: W&B would fall back to the system temp folder
+            raise ConfigError(f"cannot write the run folder {folder} ({exc.strerror or exc}): choose a writable "
+                              f"--runs_dir") from None
         root = cfg.trainer.get("default_root_dir")
         if root is None or Path(folder).parent == Path(root):  # the run folder under it: Lightning's files too
             cfg.trainer.default_root_dir = folder
@@ -228,6 +241,9 @@ class CoupledCLI(LightningCLI):
         return trainer
 
     # ---- after fit: test the best checkpoint on one device ----
+    def before_fit(self) -> None:
+        check_val_check_interval(self.trainer, self.datamodule)
+
     def after_fit(self) -> None:
         if self._get(self.config, "test_after_fit") and not self.trainer.interrupted:
             fit_cfg = self._get(self.config_init, "trainer", default={})

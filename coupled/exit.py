@@ -9,12 +9,14 @@ from __future__ import annotations
 import sys
 
 import yaml
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 
 from lightning_modules.errors import CoupledError
 
 PROG = "coupled"
-#: what the user can fix: printed as one line (exit status 2, or the error's own ``exit_code``)
-USER_ERRORS = (CoupledError, FileNotFoundError, yaml.YAMLError)
+#: what the user can fix: printed as one line (exit status 2, or the error's own ``exit_code``); Lightning raises
+#: MisconfigurationException only for settings it cannot work with (e.g. a ModelCheckpoint monitor never logged)
+USER_ERRORS = (CoupledError, FileNotFoundError, yaml.YAMLError, MisconfigurationException)
 
 
 def squeeze(text: str) -> str:

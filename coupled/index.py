@@ -43,8 +43,17 @@ class LocalArtifactIndex:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise ResumeError(f"the local artifact index {str(self.path)!r} cannot be read ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ResumeError(f"the local artifact index {str(self.path)!r} is not a JSON object (it holds a "
+                              f"{type(data).__name__}): it was not written by this program; remove it or pass a "
+                              f"checkpoint file")
         data.setdefault("versions", [])
         data.setdefault("aliases", {})
+        if not isinstance(data["versions"], list) or not isinstance(data["aliases"], dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("version"), int) for v in data["versions"]):
+            raise ResumeError(f"the local artifact index {str(self.path)!r} is malformed (versions must be a list of "
+                              f"objects with an integer version, aliases an object); remove it or pass a "
+                              f"checkpoint file")
         return data
 
     def next_version(self) -> int:

@@ -158,3 +158,37 @@ def _single_device_trainer(trainer_class: type, trainer: pl.Trainer, device: tor
         use_distributed_sampler=False,
         plugins=cfg.get("plugins"),
     )
+
+
+def check_seed(seed: Any) -> None:
+    """NumPy (which Lightning seeds too) takes seeds in 0..2**32-1; a larger one would fail deep in seeding."""
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+        raise ConfigError(f"--seed_everything {seed} is out of range: give an integer in 0..{2**32 - 1} (or true "
+                          f"for a random one)")
+
+
+def check_fit_ckpt_path(local: str | None, folder: Any) -> None:
+    """`fit --ckpt_path hpc|registry|best`: Lightning's special names that a new fit cannot start from here."""
+    if local == "hpc" and not list(folder.glob("hpc_ckpt_*.ckpt")):
+        raise ConfigError(f"--ckpt_path hpc resumes Lightning's SLURM requeue checkpoint, and {folder} holds none; "
+                          f"pass a checkpoint file or wandb:model-<run id>:latest")
+    if local in ("best", "registry"):
+        raise ConfigError(f"coupled fit cannot start from --ckpt_path {local}: pass a checkpoint file or "
+                          f"wandb:model-<run id>:latest (or last)")
+
+
+def check_val_check_interval(trainer: pl.Trainer, datamodule: Any) -> None:
+    """An integer --trainer.val_check_interval beyond the epoch's batches (Lightning raises it mid-setup)."""
+    interval = trainer.val_check_interval
+    sizes = getattr(datamodule, "split_sizes", None)
+    batch_size = getattr(datamodule, "batch_size", None)
+    if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or not sizes or not batch_size:
+        return
+    per_rank = -(-int(sizes["train"]) // max(1, trainer.world_size))
+    batches = -(-per_rank // batch_size)
+    if isinstance(trainer.limit_train_batches, int):
+        batches = min(batches, trainer.limit_train_batches)
+    if interval > batches:
+        raise ConfigError(f"--trainer.val_check_interval {interval} is more than the {batches} training batches of "
+                          f"an epoch: give at most {batches}, a fraction such as 0.5, or --trainer."
+                          f"check_val_every_n_epoch null to count batches across epochs")

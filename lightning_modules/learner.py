@@ -17,7 +17,7 @@ from .errors import CheckpointError, ConfigError
 from .fitted import PROPOSAL_INITS, fit_proposal
 from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, check_objective_kwargs
 from .optim import make_optimizer
 from .seeds import stream_generator, stream_seed
 from .self_consistency import score_samples_sharded
@@ -87,6 +87,9 @@ class GenerativeLearner(pl.LightningModule):
             raise ConfigError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
+        if lr_schedule == "step" and not (isinstance(lr_step_size, int) and lr_step_size >= 1 and lr_gamma > 0):
+            raise ConfigError(f"the step schedule needs model.lr_step_size >= 1 (epochs) and model.lr_gamma > 0, got "
+                              f"{lr_step_size!r} and {lr_gamma!r}")
         if weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
         if eval_num_samples < 1 or self_consistency_per_class < 0 or fitted_proposal_steps < 0:
@@ -95,10 +98,17 @@ class GenerativeLearner(pl.LightningModule):
         if fitted_proposal_init not in PROPOSAL_INITS:
             raise ConfigError(f"model.fitted_proposal_init must be one of {', '.join(PROPOSAL_INITS)}, "
                               f"got {fitted_proposal_init!r}")
-        self.net = CoupledSigmoidNet(self._resolve_sizes(), tied=tied, learn_prior=learn_prior)
+        sizes = self._resolve_sizes()
+        try:
+            self.net = CoupledSigmoidNet(sizes, tied=tied, learn_prior=learn_prior)
+        except (RuntimeError, MemoryError) as exc:  # the allocator's message names bytes, not the setting
+            if "alloc" not in str(exc).lower() and not isinstance(exc, MemoryError):
+                raise
+            raise ConfigError(f"a network of sizes {sizes} does not fit in memory ({str(exc).splitlines()[0][:120]}); "
+                              f"use smaller model.hidden_sizes") from None
         self.objective = OBJECTIVES[objective]
         self.objective_kwargs = dict(objective_kwargs or {})
-        self._check_objective_kwargs()
+        check_objective_kwargs(objective, self.objective_kwargs)
         self._stochastic_objective = "generator" in inspect.signature(self.objective).parameters
         if compile and self._stochastic_objective:
             raise ConfigError(
@@ -143,23 +153,6 @@ class GenerativeLearner(pl.LightningModule):
         except ValueError as e:
             raise ConfigError(str(e)) from None
         return sizes
-
-    def _check_objective_kwargs(self) -> None:
-        allowed = [p for p in list(inspect.signature(self.objective).parameters)[3:] if p != "generator"]
-        unknown = sorted(set(self.objective_kwargs) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"objective {self.hparams.objective!r} has no option(s) {', '.join(unknown)}; "
-                f"its options are: {', '.join(allowed) or 'none'}"
-            )
-        for name, value in self.objective_kwargs.items():
-            if name.endswith("_weight") and not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(f"model.objective_kwargs.{name} must be a number >= 0, got {value!r}")
-            if name == "num_samples":
-                least = 2 if self.hparams.objective == "vimco" else 1  # vimco's leave-one-out baselines
-                if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
-                    raise ConfigError(f"model.objective_kwargs.num_samples must be an integer >= {least}, "
-                                      f"got {value!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
@@ -209,9 +202,15 @@ class GenerativeLearner(pl.LightningModule):
             out = {**out, "loss": out["loss"] + prior, "prior": prior}
         return out
 
+    def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x, y) with x in the weights' dtype: under --trainer.precision 64-true, 16-true or bf16-true the
+        weights are cast but the DataModule's images are float32."""
+        x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        return x.to(self.net.W[0].dtype), y
+
     # ---- training ----
     def training_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = self._inputs(batch)
         out = self._objective(x, y, "train", self.current_epoch, batch_idx)
         # Each self.log costs Lightning bookkeeping comparable to a small model's step (reports/BENCH_NOTES.md,
         # "hooks"), so step values are logged only when the logger will write them, and the epoch means are
@@ -248,7 +247,7 @@ class GenerativeLearner(pl.LightningModule):
 
     # ---- validation: recognition accuracy on grey-level images and the objective ----
     def validation_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = self._inputs(batch)
         out = self._objective(x, y, "val", self.current_epoch, batch_idx)
         self.val_acc.update(self.net.recognize(x), y)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, sync_dist=True,
@@ -275,7 +274,7 @@ class GenerativeLearner(pl.LightningModule):
         )
 
     def test_step(self, batch, batch_idx):
-        x, y = batch
+        x, y = self._inputs(batch)
         self.test_acc.update(self.net.recognize(x), y)
         out = self._objective(x, y, "test", batch_idx)
         self.log("test/loss", out["loss"], on_epoch=True, sync_dist=True, batch_size=x.shape[0])
@@ -294,7 +293,7 @@ class GenerativeLearner(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         """Class probabilities q(y|x) of the deterministic pass (batches of x, or of (x, y))."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = self._inputs(batch)[0]
         return torch.softmax(self.net.recognize(x), -1)
 
     def on_validation_epoch_end(self) -> None:

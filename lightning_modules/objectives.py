@@ -6,6 +6,7 @@ every part can be logged and checked on its own.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -13,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import CoupledSigmoidNet, bernoulli, log_bernoulli
+from .errors import ConfigError
+from .model import METHODS, CoupledSigmoidNet, bernoulli, log_bernoulli
 
 
 def discriminative(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str = "deterministic") -> dict:
@@ -192,3 +194,24 @@ OBJECTIVES: dict[str, Callable[..., dict]] = {
     "rws": rws,
     "vimco": vimco,
 }
+
+
+def check_objective_kwargs(objective: str, kwargs: dict) -> None:
+    """The options of `objective` (``--model.objective_kwargs``): known names, weights >= 0, a valid K and method."""
+    allowed = [p for p in list(inspect.signature(OBJECTIVES[objective]).parameters)[3:] if p != "generator"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"objective {objective!r} has no option(s) {', '.join(unknown)}; "
+            f"its options are: {', '.join(allowed) or 'none'}"
+        )
+    for name, value in kwargs.items():
+        if name.endswith("_weight") and not (isinstance(value, (int, float)) and value >= 0):
+            raise ConfigError(f"model.objective_kwargs.{name} must be a number >= 0, got {value!r}")
+        if name == "method" and value not in METHODS:
+            raise ConfigError(f"model.objective_kwargs.method must be one of {', '.join(METHODS)}, got {value!r}")
+        if name == "num_samples":
+            least = 2 if objective == "vimco" else 1  # vimco's leave-one-out baselines
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                raise ConfigError(f"model.objective_kwargs.num_samples must be an integer >= {least}, "
+                                  f"got {value!r}")

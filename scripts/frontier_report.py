@@ -8,8 +8,9 @@ samples, filled = tied. The reading compares the tied and untied Pareto fronts (
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from lightning_modules.files import atomic_write_text
 
 MARKERS = {"symmetric": "o", "wake_sleep": "s", "rws": "^", "vimco": "D"}
 ACC_FLOOR = 0.98  # "recognises": the matrix's accuracy target for the paper's tied pair
@@ -136,7 +137,5 @@ def write_frontier_report(out: Path, expected: list[str] | None = None) -> None:
     if missing:
         md += [f"{len(missing)} of the {len(expected)} runs have no results yet: {', '.join(missing)}.", ""]
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".FRONTIER.md.tmp"
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, out / "FRONTIER.md")
-    (out / "frontier.json").write_text(json.dumps(runs, indent=1))
+    atomic_write_text(out / "FRONTIER.md", "\n".join(md))
+    atomic_write_text(out / "frontier.json", json.dumps(runs, indent=1))

@@ -258,6 +258,10 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
         "diversity": test.get("test/diversity"), "approx_error": approx,
         "seconds_per_epoch": statistics.median(seconds) if seconds else None,
         "curves": curves, "samples_png": f"samples/{row['key']}.png",
+        "recipe": {"config": row.get("config"), "hidden_sizes": row.get("hidden_sizes", RECIPE["hidden_sizes"]),
+                   "epochs": len(epochs), "lr_schedule": row.get("lr_schedule", RECIPE["lr_schedule"]),
+                   "objective_kwargs": row["objective_kwargs"], "train_size": settings["train_size"],
+                   "test_images": settings["test_images"]},
         "command": "coupled " + shlex.join(cli), "run_folder": str(folder),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
     }

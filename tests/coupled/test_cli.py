@@ -126,3 +126,17 @@ def test_a_real_bug_still_shows_its_traceback(cli_env, tiny_data, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         main(["fit", "--config", MNIST, *tiny_args(tiny_data), "--trainer.fast_dev_run", "true",
               "--trainer.logger", "false"])
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_true_precisions_train_and_test(cli_env, tiny_data, precision):
+    """Issue #14, point 3: the weights were cast but the DataModule's float32 images were not (a dtype error)."""
+    import json
+
+    from tests.cli_helpers import run_main
+
+    run_main(["fit", "--config", str(CONFIGS / "symmetric.yaml"), *tiny_args(tiny_data), "--trainer.max_epochs", "1",
+              "--trainer.precision", precision, "--runs_dir", str(cli_env / "runs")])
+    (metrics,) = (cli_env / "runs").glob("*/metrics.json")
+    test = json.loads(metrics.read_text())["test"]
+    assert 0 <= test["test/acc"] <= 1 and test["test/log_likelihood"] < 0

@@ -116,6 +116,18 @@ def _foreign_hyperparameters_checkpoint(ctx: Ctx) -> list[str]:
     return ["--ckpt_path", str(path)]
 
 
+def _runs_dir_under_a_file(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "a_file").write_text("not a folder")
+    return ["--runs_dir", str(ctx.tmp / "a_file" / "runs")]
+
+
+def _index_that_is_a_list(ctx: Ctx) -> list[str]:
+    folder = ctx.tmp / "runs" / "listidx" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "index.json").write_text("[1, 2]")
+    return ["--ckpt_path", "wandb:model-listidx:latest"]
+
+
 # (id, the arguments after `fit --config configs/mnist.yaml <tiny data flags>`, what the line must contain)
 CASES: list[tuple[str, Args, list[str]]] = [
     # model settings (ConfigError)
@@ -135,6 +147,27 @@ CASES: list[tuple[str, Args, list[str]]] = [
      ["objective_kwargs.generation_weight must be a number >= 0, got -1"]),
     ("objective_weight_not_a_number", _const("--model.objective_kwargs", "{generation_weight: abc}"),
      ["objective_kwargs.generation_weight must be a number >= 0, got 'abc'"]),
+    ("unknown_inference_method", _const("--model.objective", "symmetric", "--model.objective_kwargs", "{method: foo}"),
+     ["model.objective_kwargs.method must be one of deterministic, mean_variance, got 'foo'"]),
+    ("step_schedule_zero_step", _const("--model.lr_schedule", "step", "--model.lr_step_size", "0"),
+     ["the step schedule needs model.lr_step_size >= 1 (epochs) and model.lr_gamma > 0, got 0 and 0.5"]),
+    ("hidden_size_too_big_for_memory", _const("--model.hidden_sizes", "[100000000000]"),
+     ["a network of sizes [64, 100000000000, 10] does not fit in memory", "use smaller model.hidden_sizes"]),
+    ("sample_grid_zero_per_class", _const("--sample_grid.samples_per_class", "0"),
+     ["sample_grid.samples_per_class and sample_grid.scale must be >= 1", "got 0, 2, 5"]),
+    ("negative_keep_local_versions", _const("--artifacts.keep_local_versions", "-1"),
+     ["artifacts.keep_local_versions must be >= 0 or null (keep all), got -1"]),
+    ("seed_out_of_range", _const("--seed_everything", "99999999999"),
+     ["--seed_everything 99999999999 is out of range", "0..4294967295"]),
+    ("monitor_never_logged", _const("--checkpoint.monitor", "val/bogus", "--trainer.max_epochs", "1"),
+     ["ModelCheckpoint(monitor='val/bogus')", "could not find the monitored key"]),
+    ("val_check_interval_beyond_the_epoch", _const("--trainer.val_check_interval", "1000"),
+     ["--trainer.val_check_interval 1000 is more than the", "training batches of an epoch"]),
+    ("fit_from_hpc_without_one", _const("--ckpt_path", "hpc"),
+     ["--ckpt_path hpc resumes Lightning's SLURM requeue checkpoint", "holds none"]),
+    ("runs_dir_under_a_file", _runs_dir_under_a_file, ["cannot write the run folder", "Not a directory",
+                                                       "choose a writable --runs_dir"]),
+    ("artifact_index_is_a_list", _index_that_is_a_list, ["index.json' is not a JSON object (it holds a list)"]),
     ("sample_quality_zero_per_class", _const("--sample_quality.per_class", "0"),
      ["sample_quality needs per_class >= 1, marginal_images >= 0 and mc_samples >= 1; got 0, 500, 1000"]),
     ("vimco_one_sample", _const("--model.objective", "vimco", "--model.objective_kwargs", "{num_samples: 1}"),

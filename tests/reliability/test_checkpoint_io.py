@@ -236,3 +236,22 @@ def test_resuming_a_different_architecture_fails_in_one_line(tmp_path, data_root
     with pytest.raises(CheckpointError) as e:
         trainer.fit(model, datamodule=_train.datamodule(data_root), ckpt_path=str(good_ckpt))
     assert "was trained with sizes [16, 8, 3] but the model has [16, 4, 3]" in one_line(e.value)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Issue #14, point 3: ENOSPC while writing a checkpoint was a traceback."""
+    import errno
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2)}}, path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*last.ckpt \(No space left on device\); "
+                                              r"the previous checkpoint there is kept"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint_safely(path)["state_dict"]["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left
