@@ -36,13 +36,12 @@ from callbacks.progress import EvalProgressBar
 from callbacks.sample_quality import SampleQuality
 from callbacks.samples import SampleGrid
 from datamodules import HFImageDataModule
-from lightning_modules.errors import ConfigError
+from lightning_modules.errors import ConfigError, CoupledError
 from lightning_modules.learner import GenerativeLearner
 from lightning_modules.lightning_private import drop_idle_step_hooks, wandb_init_kwargs
 
 from .arguments import CoupledArgumentParser, parser_kwargs
 from .artifacts import CheckpointArtifacts
-from .exit import user_error
 from .resume import SPECIAL_CKPT_PATHS, checkpoint_run_id, resolve_ckpt_path
 from .run_config import RunConfigCallback
 from .runs import check_run_id, export_run_id, inherited_run_id, local_rank, new_run_id, run_dir, wandb_online
@@ -228,7 +227,7 @@ class CoupledCLI(LightningCLI):
         try:
             trainer = self._instantiate_trainer(config, extra)
         except (MisconfigurationException, ValueError) as exc:  # Lightning's checks of the Trainer flags
-            if user_error(exc) is not None:
+            if isinstance(exc, CoupledError):  # already ours (e.g. a callback's setting): as it is
                 raise
             raise ConfigError(trainer_error(exc)) from exc
         # Lightning's WandbLogger passes anonymous=None, which W&B warns is a setting "with no effect": unset it

@@ -30,9 +30,11 @@ class RunConfigCallback(SaveConfigCallback):
             run = logger.experiment
             dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
             run.config.update({"cli": dumped}, allow_val_change=True)
-            # in the run's files, not as config.yaml: W&B keeps its own config.yaml there
-            copy = Path(run.dir) / "coupled-config.yaml"
-            shutil.copyfile(path, copy)
-            run.save(str(copy), base_path=run.dir, policy="now")
+            # in the run's files, not as config.yaml: W&B keeps its own config.yaml there; a disabled run
+            # (WANDB_MODE=disabled) has no files folder
+            if getattr(run, "dir", None) and Path(run.dir).is_dir():
+                copy = Path(run.dir) / "coupled-config.yaml"
+                shutil.copyfile(path, copy)
+                run.save(str(copy), base_path=run.dir, policy="now")
 
 

@@ -4,9 +4,8 @@ Trains and evaluates, on MNIST and Fashion-MNIST, every objective tied and untie
 tied rows, 1 elsewhere), and `make train`'s own config, plus a reference CNN per dataset that scores generated
 samples. Every row is one `coupled fit --config configs/... <overrides>` (and each reference CNN one `coupled
 reference`), run as its own process; the row's JSON records that command, so any row can be rerun by copying
-it. The numbers come back from the run folder's metrics.json. Each row is
-written to <out>/runs/<row>.json as soon as it finishes, and finished rows are skipped, so an interrupted
-run resumes row by row. Then <out>/results.json and <out>/RESULTS.md are generated from those files.
+it. The numbers come back from the run folder's metrics.json. Each row is written to <out>/runs/<row>.json as
+soon as it finishes, and finished rows are skipped, so an interrupted run resumes row by row. Then <out>/results.json and <out>/RESULTS.md are generated from those files.
 
     python -m scripts.reproduce                      # the whole matrix
     python -m scripts.reproduce --only mnist-symmetric-tied   # rows whose key contains this
@@ -148,7 +147,7 @@ def data_dir_for(args, dataset: str) -> str | None:
     return str(d) if d.is_dir() else None
 
 
-def _flag(value) -> str:
+def _flag(value) -> str:  # a YAML value on the command line
     return "null" if value is None else str(value)
 
 

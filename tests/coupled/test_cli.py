@@ -140,3 +140,17 @@ def test_true_precisions_train_and_test(cli_env, tiny_data, precision):
     (metrics,) = (cli_env / "runs").glob("*/metrics.json")
     test = json.loads(metrics.read_text())["test"]
     assert 0 <= test["test/acc"] <= 1 and test["test/log_likelihood"] < 0
+
+
+def test_wandb_disabled_mode_runs(cli_env, tiny_data, monkeypatch):
+    """Issue #14, point 10: WANDB_MODE=disabled failed with "no such file: .../coupled-config.yaml"."""
+    import json
+
+    from tests.cli_helpers import run_main
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run_main(["fit", "--config", str(CONFIGS / "symmetric.yaml"), *tiny_args(tiny_data), "--trainer.max_epochs", "1",
+              "--runs_dir", str(cli_env / "runs")])
+    (folder,) = (cli_env / "runs").iterdir()
+    assert (folder / "config.yaml").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((folder / "metrics.json").read_text())["test"]["test/acc"] is not None
