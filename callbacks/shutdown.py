@@ -121,6 +121,10 @@ class GracefulShutdown(Callback):
     # ---- saving ----
     @staticmethod
     def _target(trainer: pl.Trainer) -> tuple[str, ModelCheckpoint | None]:
+        for c in trainer.checkpoint_callbacks:  # a callback that keeps the run's last.ckpt (the CLI has one): it
+            if (isinstance(c, ModelCheckpoint) and c.dirpath and c.monitor is None  # is replaced, atomically
+                    and c.filename == c.CHECKPOINT_NAME_LAST):
+                return os.path.join(c.dirpath, c.CHECKPOINT_NAME_LAST + c.FILE_EXTENSION), c
         cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
         if cb is not None and cb.dirpath:
             if cb.last_model_path:

@@ -61,7 +61,7 @@ class CheckpointArtifacts(pl.Callback):
         self.run_id = run_id
         self._pending = False
         self._since = 0
-        self._saved_at: dict[str, int] = {}
+        self._saves: list[dict[str, int]] = []  # (epoch, step) of each save since the last flush, in order
         self._seen: dict[str, tuple[int, int] | None] = {}
         self.logged: list[dict[str, Any]] = []  # what this process logged: version, aliases, file
 
@@ -78,8 +78,8 @@ class CheckpointArtifacts(pl.Callback):
         run_id = self.resolve_run_id(trainer)
         if run_id:
             checkpoint[RUN_ID_KEY] = run_id
-        self._saved_at = {"epoch": int(checkpoint.get("epoch", trainer.current_epoch)),
-                          "step": int(checkpoint.get("global_step", trainer.global_step))}
+        self._saves.append({"epoch": int(checkpoint.get("epoch", trainer.current_epoch)),
+                            "step": int(checkpoint.get("global_step", trainer.global_step))})
         if not self._pending:
             self._pending = True
             self._since = time.time_ns() - 2 * 10**9  # slack for file systems with coarse mtimes
@@ -108,6 +108,7 @@ class CheckpointArtifacts(pl.Callback):
             return
         self._pending = False
         if not trainer.is_global_zero:
+            self._saves = []
             return
         cb = trainer.checkpoint_callback  # the first ModelCheckpoint: the one that tracks the best
         if cb is None or not getattr(cb, "dirpath", None):
@@ -126,21 +127,24 @@ class CheckpointArtifacts(pl.Callback):
         }
         if not changed:
             return
-        if best in changed:
-            path, aliases = best, ["latest", "best"]
-        else:
-            path, aliases = max(changed, key=lambda p: changed[p]), ["latest"]
         self._seen.update(changed)
-        self.log_checkpoint(trainer, path, aliases)
+        saves, self._saves = self._saves or [{"epoch": trainer.current_epoch, "step": trainer.global_step}], []
+        newest = max(changed, key=lambda p: changed[p])
+        if best in changed and (newest == best or saves[0]["step"] == saves[-1]["step"]):  # one state
+            self.log_checkpoint(trainer, best, ["latest", "best"], saves[-1])
+            return
+        if best in changed:  # e.g. a SIGTERM save after the epoch's best: two states, both kept
+            self.log_checkpoint(trainer, best, ["best"], saves[0])
+        self.log_checkpoint(trainer, newest, ["latest"], saves[-1])
 
-    def log_checkpoint(self, trainer: pl.Trainer, path: str, aliases: list[str]) -> None:
+    def log_checkpoint(self, trainer: pl.Trainer, path: str, aliases: list[str], saved_at: dict[str, int]) -> None:
         cb = trainer.checkpoint_callback
         run_id = self.resolve_run_id(trainer) or "local"
         logger = wandb_logger(trainer.loggers)
         project = wandb_project(logger) if logger is not None else None
         score = getattr(cb, "best_model_score", None)
         meta = {
-            **self._saved_at,
+            **saved_at,
             "monitor": getattr(cb, "monitor", None),
             "best_score": None if score is None else float(score),
             "filename": Path(path).name,

@@ -35,6 +35,7 @@ from callbacks.predictions import PredictionWriter
 from callbacks.progress import EvalProgressBar
 from callbacks.sample_quality import SampleQuality
 from callbacks.samples import SampleGrid
+from callbacks.shutdown import GracefulShutdown
 from datamodules import HFImageDataModule
 from lightning_modules.errors import ConfigError, CoupledError
 from lightning_modules.learner import GenerativeLearner
@@ -42,13 +43,24 @@ from lightning_modules.lightning_private import drop_idle_step_hooks, wandb_init
 
 from .arguments import CoupledArgumentParser, parser_kwargs
 from .artifacts import CheckpointArtifacts
-from .resume import SPECIAL_CKPT_PATHS, checkpoint_run_id, resolve_ckpt_path
+from .resume import SPECIAL_CKPT_PATHS, checkpoint_meta, resolve_ckpt_path
 from .run_config import RunConfigCallback
-from .runs import check_run_id, export_run_id, inherited_run_id, local_rank, new_run_id, run_dir, wandb_online
+from .runs import (
+    agree_across_nodes,
+    check_run_id,
+    export_run_id,
+    inherited_run_id,
+    launcher_run_id,
+    local_rank,
+    new_run_id,
+    run_dir,
+    wandb_online,
+)
 from .trainer import (
     DEFAULT_PROJECT,
     check_cpu_devices,
     check_fit_ckpt_path,
+    check_same_data,
     check_seed,
     check_val_check_interval,
     last_checkpoint,
@@ -66,6 +78,7 @@ class CoupledCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         self.run_id: str | None = None
+        self.checkpoint_data: dict | None = None  # the data identity the --ckpt_path checkpoint was trained on
         self.run_dir: Path | None = None
         kwargs.setdefault("model_class", GenerativeLearner)
         kwargs.setdefault("datamodule_class", HFImageDataModule)
@@ -88,6 +101,10 @@ class CoupledCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=True,
             help="After fit, test the best checkpoint on one device (fit only).",
+        )
+        parser.add_argument(
+            "--allow_other_data", type=bool, default=False,
+            help="fit: continue from a --ckpt_path checkpoint trained on other data (fine-tuning); refused otherwise.",
         )
         parser.add_argument(
             "--untrained", type=bool, default=False,
@@ -132,7 +149,8 @@ class CoupledCLI(LightningCLI):
         )
         ckpt_run_id = None
         if local is not None and local not in SPECIAL_CKPT_PATHS and "://" not in local:
-            ckpt_run_id = checkpoint_run_id(local)  # reads it safely: a missing or bad file stops here
+            # read safely: a missing or bad file stops here
+            ckpt_run_id, self.checkpoint_data = checkpoint_meta(local)
         cfg.ckpt_path = local
         if subcommand != "fit":
             self._check_evaluated_weights(subcommand, local, cfg.get("untrained"))
@@ -140,9 +158,10 @@ class CoupledCLI(LightningCLI):
             self._explicit_wandb_id(cfg)
             or (ckpt_run_id if subcommand == "fit" else None)
             or inherited_run_id()
+            or launcher_run_id()
             or new_run_id()
         )
-        self.run_id = check_run_id(run_id)
+        self.run_id = check_run_id(agree_across_nodes(run_id))
         self.run_dir = run_dir(cfg.runs_dir, self.run_id)
         check_seed(cfg.get("seed_everything"))
         if subcommand == "fit":
@@ -237,11 +256,16 @@ class CoupledCLI(LightningCLI):
                 init.pop("anonymous", None)
         for callback in trainer.callbacks:  # fewer calls per step (see drop_idle_step_hooks)
             drop_idle_step_hooks(callback)
+        # the SIGTERM save (in on_exception when the signal comes during validation) before the artifact log's
+        # own on_exception, which indexes it: LightningCLI puts its extra callbacks before the Trainer's
+        trainer.callbacks.sort(key=lambda cb: not isinstance(cb, GracefulShutdown))
         return trainer
 
     # ---- after fit: test the best checkpoint on one device ----
     def before_fit(self) -> None:
         check_val_check_interval(self.trainer, self.datamodule)
+        if not self._get(self.config, "allow_other_data"):
+            check_same_data(self.checkpoint_data, getattr(self.datamodule, "identity", None))
 
     def after_fit(self) -> None:
         if self._get(self.config, "test_after_fit") and not self.trainer.interrupted:

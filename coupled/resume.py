@@ -38,8 +38,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def checkpoint_run_id(path: str | os.PathLike) -> str | None:
     """The W&B run id stored in a checkpoint by :class:`coupled.artifacts.CheckpointArtifacts`, if any."""
-    run_id = load_checkpoint(path).get(RUN_ID_KEY)
-    return str(run_id) if run_id else None
+    return checkpoint_meta(path)[0]
+
+
+def checkpoint_meta(path: str | os.PathLike) -> tuple[str | None, dict | None]:
+    """(run id, data identity) of a checkpoint, read once and safely (the identity: GenerativeLearner's
+    ``data_identity``, written since the data check exists)."""
+    ckpt = load_checkpoint(path)
+    run_id, identity = ckpt.get(RUN_ID_KEY), ckpt.get("data_identity")
+    return (str(run_id) if run_id else None), (identity if isinstance(identity, dict) else None)
 
 
 # ---- references ----

@@ -3,7 +3,8 @@
 A run's id is the W&B run id (also used when W&B is not the logger): it names the run folder
 ``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, wandb/) and the model artifact
 ``model-<run id>``. It is decided once, by the process the user started, and handed to the processes
-Lightning's DDP launcher starts through the environment, so every rank agrees on it.
+Lightning's DDP launcher starts through the environment, so every rank agrees on it. On several nodes it is the
+launcher's job id (SLURM, torchrun ``--rdzv-id``), or rank 0's id shared through torchrun's store.
 """
 
 from __future__ import annotations
@@ -40,6 +41,43 @@ def inherited_run_id() -> str | None:
     if not run_id or os.environ.get(RUN_ID_OWNER_ENV) == str(os.getpid()):
         return None
     return run_id
+
+
+def launcher_run_id(environ: dict | None = None) -> str | None:
+    """The job's id from the launcher, the same on every node: SLURM's job (and step) id for a job step of several
+    tasks, or torchrun's rendezvous id (``--rdzv-id``; torchrun's default ``none`` names no job)."""
+    env = os.environ if environ is None else environ
+    job, step = env.get("SLURM_JOB_ID"), env.get("SLURM_STEP_ID")
+    tasks = env.get("SLURM_NTASKS", "1")
+    if job and job.isdigit() and tasks.isdigit() and int(tasks) > 1:  # one task: runs in an allocation differ
+        return f"slurm-{job}" + (f"-{step}" if step and step.isdigit() else "")
+    rdzv = env.get("TORCHELASTIC_RUN_ID", "")
+    if rdzv and rdzv != "none":
+        return "torchrun-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in rdzv)[:55]
+    return None
+
+
+def agree_across_nodes(run_id: str, environ: dict | None = None, timeout_s: float = 300) -> str:
+    """Under torchrun with several processes, rank 0's id for every rank, through torchrun's own store.
+
+    Each node's process decides an id before any process group exists; without a launcher job id each would draw
+    its own. torchrun's agent on the master node hosts a key-value store at MASTER_ADDR:MASTER_PORT that its
+    workers may use (TORCHELASTIC_USE_AGENT_STORE): rank 0 puts its id there, the others read it.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true" or int(env.get("WORLD_SIZE", "1")) < 2:
+        return run_id
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+
+    store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                     timeout=timedelta(seconds=timeout_s))
+    key = f"coupled/run_id/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    if int(env.get("RANK", "0")) == 0:
+        store.set(key, run_id)
+        return run_id
+    return store.get(key).decode()
 
 
 def export_run_id(run_id: str) -> None:

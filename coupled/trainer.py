@@ -20,6 +20,7 @@ from callbacks.sample_quality import SampleQuality
 from callbacks.samples import SampleGrid
 from callbacks.shutdown import GracefulShutdown
 from lightning_modules.errors import ConfigError
+from lightning_modules.lightning_private import logged_step, set_logged_step
 
 from .exit import squeeze
 
@@ -130,6 +131,7 @@ def test_after_fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: A
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # else torchmetrics would wait for the other ranks
     test_trainer = _single_device_trainer(type(trainer), trainer, device, cfg)
+    set_logged_step(test_trainer, logged_step(trainer))  # test metrics at the last training step, as on one process
     with warnings.catch_warnings():  # the fit's ModelCheckpoint states are not needed to test
         warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint.*")
         test_trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -192,3 +194,16 @@ def check_val_check_interval(trainer: pl.Trainer, datamodule: Any) -> None:
         raise ConfigError(f"--trainer.val_check_interval {interval} is more than the {batches} training batches of "
                           f"an epoch: give at most {batches}, a fraction such as 0.5, or --trainer."
                           f"check_val_every_n_epoch null to count batches across epochs")
+
+
+def check_same_data(saved: dict | None, current: dict | None) -> None:
+    """A checkpoint continues training only on the data it was trained on (unless --allow_other_data true)."""
+    if not saved or not current:  # written before the identity was kept, or a DataModule without one
+        return
+    for key in ("datamodule", "name", "image_shape", "class_names", "train_images", "content"):
+        if key in saved and key in current and saved[key] != current[key]:
+            shown = {k: (v if len(str(v)) < 60 else str(v)[:57] + "...") for k, v in
+                     (("saved", saved[key]), ("now", current[key]))}
+            raise ConfigError(f"the --ckpt_path checkpoint was trained on other data ({key}: {shown['saved']} in "
+                              f"the checkpoint, {shown['now']} now): pass the data it was trained on, or "
+                              f"--allow_other_data true to fine-tune on this data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -132,6 +133,16 @@ class HFImageDataModule(pl.LightningDataModule):
         self._ensure_loaded()
         assert self._class_names is not None
         return list(self._class_names)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the data is, kept in every checkpoint: a run resumed on other data is refused (coupled fit)."""
+        self._ensure_loaded()
+        x = self._x["train"]
+        sample = x[torch.linspace(0, len(x) - 1, min(len(x), 4096)).long()] if len(x) else x
+        return {"datamodule": f"{type(self).__module__}.{type(self).__qualname__}", "name": self.name,
+                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
+                "train_images": int(len(x)), "content": hashlib.sha1(sample.numpy().tobytes()).hexdigest()}
 
     @property
     def split_sizes(self) -> dict[str, int]:

@@ -48,9 +48,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(dirname: str | os.PathLike, base: str) -> None:
-    """Remove temporary files of `base` left by a writer process that was killed (its pid no longer runs)."""
-    pattern = re.compile(rf"^\.{re.escape(base)}\.(\d+)\.[^.]+{re.escape(TMP_SUFFIX)}$")
+def remove_stale_temps(dirname: str | os.PathLike, base: str | None = None) -> None:
+    """Remove temporary files (of `base`, or of any file) that a writer process left when it was killed: a
+    ``kill -9`` mid-write leaves one, and the pid in its name no longer runs."""
+    name_part = re.escape(base) if base is not None else ".+"
+    pattern = re.compile(rf"^\.{name_part}\.(\d+)\.[^.]+{re.escape(TMP_SUFFIX)}$")
     try:
         names = os.listdir(dirname)
     except OSError:
@@ -76,7 +78,7 @@ def atomic_write(path: str | os.PathLike, *, durable: bool = True) -> Iterator[B
     path = Path(os.fspath(path))
     dirname = path.parent if str(path.parent) else Path(".")
     dirname.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dirname, path.name)
+    remove_stale_temps(dirname)  # any file's: the next write in the folder cleans up after a killed one
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dirname)
     try:
         os.fchmod(fd, 0o666 & ~_umask())

@@ -40,9 +40,8 @@ class GenerativeLearner(pl.LightningModule):
         optimizer, lr, weight_decay: see :func:`make_optimizer` (fused kernels where the device has them).
         eval_num_samples: K of the importance-sampled test log-likelihood.
         fitted_proposal_steps: > 0 adds ``test/log_likelihood_fitted``: the same estimate with a recognition
-            network fitted to the frozen generator by this many RWS wake-q steps (Adam at `lr`, K = 5, batch 128)
-            on the training images
-            (``fitted.py``); it measures the generator alone, ``fitted - own`` the pair's inconsistency.
+            network fitted to the frozen generator by this many RWS wake-q steps (Adam at `lr`, K = 5, batch 128) on
+            the training images (``fitted.py``); it measures the generator alone, ``fitted - own`` the inconsistency.
         fitted_proposal_init: that network's start: ``own`` (a copy of the coupled one, so a few steps already
             improve on the own-q estimate) or ``fresh`` (random, which needs several times the steps to catch
             up: reports/GENERATIVE.md).
@@ -140,6 +139,9 @@ class GenerativeLearner(pl.LightningModule):
                         f"model.sizes {sizes} do not match the data's {name} {got}: "
                         f"drop model.sizes and set model.hidden_sizes instead"
                     )
+            if hp.hidden_sizes is not None and list(hp.hidden_sizes) != sizes[1:-1]:
+                raise ConfigError(f"model.sizes {sizes} and model.hidden_sizes {list(hp.hidden_sizes)} both give the "
+                                  f"hidden layers: set one (e.g. --model.hidden_sizes null)")
         else:
             if hp.input_dim is None or hp.num_classes is None:
                 raise ConfigError(
@@ -203,8 +205,7 @@ class GenerativeLearner(pl.LightningModule):
         return out
 
     def _inputs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(x, y) with x in the weights' dtype: under --trainer.precision 64-true, 16-true or bf16-true the
-        weights are cast but the DataModule's images are float32."""
+        """(x, y), x in the weights' dtype (64-true, 16-true, bf16-true cast the weights, not the images)."""
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
         return x.to(self.net.W[0].dtype), y
 
@@ -244,6 +245,9 @@ class GenerativeLearner(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sums = dict(zip(self._epoch_sums["keys"], self._epoch_sums["sums"])) if self._epoch_sums else {}
         checkpoint["train_epoch_sums"] = {"sums": sums, "count": self._epoch_count, "epoch": self._sums_epoch}
+        identity = getattr(getattr(attached_trainer(self), "datamodule", None), "identity", None)
+        if isinstance(identity, dict):  # the data it was trained on (checked when a fit continues from it)
+            checkpoint["data_identity"] = identity
 
     # ---- validation: recognition accuracy on grey-level images and the objective ----
     def validation_step(self, batch, batch_idx):

@@ -40,6 +40,12 @@ def logged_step(trainer: pl.Trainer) -> int:
     return int(step) if step is not None else int(trainer.global_step)
 
 
+def set_logged_step(trainer: pl.Trainer, step: int) -> None:
+    """Make a fresh Trainer log at `step` (a test after a DDP fit runs in a new single-device Trainer, whose
+    metrics would otherwise land at step 0, before the training curves they follow)."""
+    trainer.fit_loop.epoch_loop._batches_that_stepped = int(step)
+
+
 def mark_checkpoint_saved(callback: Any, step: int) -> None:
     """Tell a ModelCheckpoint that `step` is saved, so that its save on exception does not write it again."""
     if hasattr(callback, "_last_global_step_saved"):

@@ -5,14 +5,14 @@ tied rows, 1 elsewhere), and `make train`'s own config, plus a reference CNN per
 samples. Every row is one `coupled fit --config configs/... <overrides>` (and each reference CNN one `coupled
 reference`), run as its own process; the row's JSON records that command, so any row can be rerun by copying
 it. The numbers come back from the run folder's metrics.json. Each row is written to <out>/runs/<row>.json as
-soon as it finishes, and finished rows are skipped, so an interrupted run resumes row by row. Then <out>/results.json and <out>/RESULTS.md are generated from those files.
+soon as it finishes, and finished rows are skipped, so an interrupted run resumes row by row.
+Then <out>/results.json and <out>/RESULTS.md are generated from those files.
 
     python -m scripts.reproduce                      # the whole matrix
     python -m scripts.reproduce --only mnist-symmetric-tied   # rows whose key contains this
     python -m scripts.reproduce --quick              # smoke version (minutes), writes reports/quick/
     python -m scripts.reproduce --variants           # the matrix, then the recipe variants (VARIANTS)
-    python -m scripts.reproduce --report-only        # regenerate results.json / RESULTS.md
-"""
+    python -m scripts.reproduce --report-only        # regenerate results.json / RESULTS.md"""
 
 from __future__ import annotations
 

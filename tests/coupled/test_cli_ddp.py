@@ -35,3 +35,17 @@ def test_two_process_validate_equals_one_process(cli_env, trained_run, tiny_data
     # the loss is a mean of per-rank means (Lightning's sync_dist): equal up to float rounding only
     assert last_value(two, "val/loss") == pytest.approx(last_value(one, "val/loss"), rel=0.05)
     assert len(run_folders(ddp)) == 1  # both ranks agreed on one run id
+
+
+def test_test_metrics_after_a_ddp_fit_are_logged_at_the_last_training_step(cli_env, tiny_data, decoded_cache):
+    """Issue #14, point 11: under DDP the test after fit ran in a fresh Trainer and logged at step 0."""
+    args = ["fit", "--config", MNIST, *tiny_args(tiny_data), "--trainer.max_epochs", "2", "--trainer.devices", "2",
+            "--trainer.strategy", "ddp", "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
+            "--trainer.logger.save_dir", "csv"]
+    proc = run_cli(args, subprocess_env(cli_env, decoded_cache), cli_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = csv_metrics(cli_env / "csv")
+    train_steps = [int(r["step"]) for r in rows if r.get("train/loss_epoch")]
+    test_steps = [int(r["step"]) for r in rows if r.get("test/acc")]
+    # as on one process (the issue: training epochs at steps 19 and 39, the test at 40), not at step 0
+    assert train_steps and test_steps == [max(train_steps) + 1], (train_steps, test_steps)

@@ -104,7 +104,15 @@ def _other_architecture_checkpoint(ctx: Ctx) -> list[str]:
     root = ctx.tmp / "other_data"
     make_dataset(root, n_train=24, n_test=4, size=(6, 6), mode="L", num_classes=2)
     return ["--ckpt_path", str(_trained_checkpoint(ctx)), "--data.data_dir", str(root), "--data.val_size", "4",
-            "--data.batch_size", "4", "--data.eval_batch_size", "4", "--trainer.max_epochs", "5"]
+            "--data.batch_size", "4", "--data.eval_batch_size", "4", "--trainer.max_epochs", "5",
+            "--allow_other_data", "true"]  # past the data check: the architecture check is the one under test
+
+
+def _other_data_checkpoint(ctx: Ctx) -> list[str]:
+    """Issue #14, point 8: a checkpoint continued on other data of the same shape (here other images)."""
+    root = ctx.tmp / "same_shape_other_data"
+    make_dataset(root, n_train=300, n_test=61, size=(8, 8), mode="L", num_classes=10, seed=11)
+    return ["--ckpt_path", str(_trained_checkpoint(ctx)), "--data.data_dir", str(root), "--trainer.max_epochs", "5"]
 
 
 def _foreign_hyperparameters_checkpoint(ctx: Ctx) -> list[str]:
@@ -199,6 +207,8 @@ CASES: list[tuple[str, Args, list[str]]] = [
     ("truncated_checkpoint", _truncated_checkpoint, ["cut.ckpt is truncated or corrupted"]),
     ("other_architecture_checkpoint", _other_architecture_checkpoint,
      ["trained.ckpt was trained with sizes [64, 16, 10] but the model has [36, 16, 2]"]),
+    ("checkpoint_from_other_data", _other_data_checkpoint,
+     ["the --ckpt_path checkpoint was trained on other data", "--allow_other_data true to fine-tune"]),
     ("foreign_hyperparameters_checkpoint", _foreign_hyperparameters_checkpoint,
      ["trained.ckpt holds model hyperparameters this program does not accept", "num_heads"]),
     # config files and flags (jsonargparse)

@@ -51,3 +51,12 @@ def test_the_cli_writes_checkpoints_with_the_umask_mode(trained_run):
     folder = trained_run["run_dir"] / "checkpoints"
     for name in ("best.ckpt", "last.ckpt", "index.json"):
         assert _mode(folder / name) == 0o666 & ~mask, name
+
+
+def test_any_files_temporary_of_a_killed_writer_goes_with_the_next_write_in_the_folder(tmp_path):
+    """Issue #14, point 12: kill -9 during the very first write of best.ckpt left its .tmp for good."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".best.ckpt.{int(dead.stdout)}.k9k9k9k9{TMP_SUFFIX}"
+    stale.write_bytes(b"torn")
+    atomic_write_text(tmp_path / "last.ckpt", "new")  # another file of the folder
+    assert not stale.exists()

@@ -41,6 +41,9 @@ def test_module_trainer_and_loop_attributes_during_fit(tmp_path):
     assert seen["trainer"] is trainer
     assert seen["step"] == [0, 1, 2]  # Lightning's logging step, counted before the batch's increment
     assert seen["due"] == [False, True, False]  # every 2nd step: log_every_n_steps=2
+    fresh = pl.Trainer(logger=False)
+    private.set_logged_step(fresh, 17)
+    assert private.logged_step(fresh) == 17
 
 
 def test_checkpoint_and_wandb_logger_attributes(tmp_path):

@@ -1,0 +1,70 @@
+"""SIGTERM to `coupled fit`: the checkpoint it saves replaces the run's last.ckpt, `index.json` lists it as
+`latest`, and resuming from `wandb:model-<id>:latest` reaches the very weights of an uninterrupted run (issue #14,
+point 2). One process only: a SIGTERM to the launching process of a 2-process CPU DDP fit can leave rank 0
+waiting on a collective its peer has left (found while writing this test; not fixed yet)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.cli_helpers import CONFIGS, tiny_args
+from tests.conftest import PYTHON, subprocess_env
+
+EPOCHS = 30  # 7 steps an epoch on the tiny data (4 per rank under DDP): long enough to interrupt mid-run
+
+
+def _fit(tmp_path, run_id: str, devices: int, *extra: str) -> list[str]:
+    args = ["fit", "--config", str(CONFIGS / "symmetric.yaml"), *tiny_args(tiny_data_dir(tmp_path)),
+            "--trainer.max_epochs", str(EPOCHS), "--runs_dir", str(tmp_path / "runs"), "--test_after_fit", "false",
+            "--sample_grid.every_n_epochs", "0", *extra]
+    if devices > 1:
+        args += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp"]
+    return [PYTHON, "-m", "coupled", *args]
+
+
+def tiny_data_dir(tmp_path):
+    return tmp_path / "data"
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True, map_location="cpu")["state_dict"]
+
+
+@pytest.mark.parametrize("devices", [1], ids=["one_process"])
+def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, decoded_cache, devices):
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    env = subprocess_env(tmp_path, decoded_cache)
+    folder = tmp_path / "runs" / "stopped" / "checkpoints"
+    proc = subprocess.Popen(_fit(tmp_path, "stopped", devices), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "stopped"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # a few epochs in: the index lists at least two versions
+        index = folder / "index.json"
+        if index.is_file() and len(json.loads(index.read_text()).get("versions", [])) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert "received SIGTERM: saved checkpoint" in err
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
+    index = json.loads((folder / "index.json").read_text())
+    latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
+    saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
+    assert latest["step"] == saved["global_step"] < EPOCHS * 7, (index, err[-2000:])  # the SIGTERM save
+    assert latest["filename"] == "last.ckpt"
+
+    resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest"),
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = subprocess.run(_fit(tmp_path, "whole", devices), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "whole"},
+                           capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    a, b = _weights(folder / "last.ckpt"), _weights(tmp_path / "runs" / "whole" / "checkpoints" / "last.ckpt")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
