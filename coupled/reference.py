@@ -20,6 +20,7 @@ from lightning_modules.files import atomic_write_text
 from lightning_modules.reference import ReferenceCNN
 
 from .arguments import CoupledArgumentParser
+from .trainer import CHECKPOINT_IO
 
 
 class ReferenceCLI(LightningCLI):
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         parser_class=CoupledArgumentParser, parser_kwargs={"prog": "coupled reference"},
         save_config_callback=None, seed_everything_default=0,
         trainer_defaults={"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
-                          "plugins": [{"class_path": "coupled.checkpoint_io.AtomicCheckpointIO"}]},
+                          "plugins": [dict(CHECKPOINT_IO)]},
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]

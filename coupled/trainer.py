@@ -26,6 +26,8 @@ from .exit import squeeze
 
 WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
 DEFAULT_PROJECT = "coupled"
+#: the CheckpointIO plugin every Trainer of the application uses (crash-safe saves, weights_only loads)
+CHECKPOINT_IO = {"class_path": "coupled.checkpoint_io.AtomicCheckpointIO"}
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -35,7 +37,7 @@ def trainer_defaults() -> dict[str, Any]:
         # the DataModule shards every split itself (no duplicated evaluation samples under DDP)
         "use_distributed_sampler": False,
         # crash-safe checkpoint writes, weights_only loads with one-line errors
-        "plugins": [{"class_path": "coupled.checkpoint_io.AtomicCheckpointIO"}],
+        "plugins": [dict(CHECKPOINT_IO)],  # a copy: the parser may fill it in
         # always added (not replaced by --trainer.callbacks): a run that diverges stops with one line,
         # a SIGTERM saves a checkpoint and exits 0
         "callbacks": [FiniteLossGuard(), GracefulShutdown()],

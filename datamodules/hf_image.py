@@ -97,6 +97,7 @@ class HFImageDataModule(pl.LightningDataModule):
         self.train_size = train_size
 
         self._loaded = False
+        self._identity: dict[str, Any] | None = None
         self._x: dict[str, Tensor] = {}
         self._y: dict[str, Tensor] = {}
         self._x_train_static: Tensor | None = None
@@ -137,12 +138,15 @@ class HFImageDataModule(pl.LightningDataModule):
     @property
     def identity(self) -> dict[str, Any]:
         """What the data is, kept in every checkpoint: a run resumed on other data is refused (coupled fit)."""
-        self._ensure_loaded()
-        x = self._x["train"]
-        sample = x[torch.linspace(0, len(x) - 1, min(len(x), 4096)).long()] if len(x) else x
-        return {"datamodule": f"{type(self).__module__}.{type(self).__qualname__}", "name": self.name,
-                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
-                "train_images": int(len(x)), "content": hashlib.sha1(sample.numpy().tobytes()).hexdigest()}
+        if self._identity is None:  # once: loaded data does not change, and every checkpoint save reads this
+            self._ensure_loaded()
+            x = self._x["train"]
+            sample = x[torch.linspace(0, len(x) - 1, min(len(x), 4096)).long()] if len(x) else x
+            digest = hashlib.sha1(sample.numpy().tobytes()).hexdigest()
+            self._identity = {"datamodule": f"{type(self).__module__}.{type(self).__qualname__}", "name": self.name,
+                              "image_shape": list(self.image_shape), "class_names": list(self.class_names),
+                              "train_images": int(len(x)), "content": digest}
+        return dict(self._identity)
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -180,11 +184,8 @@ class HFImageDataModule(pl.LightningDataModule):
         self._num_classes = num_classes
         self._class_names = class_names
         if self.binarize == "static":
-            self._x_train_static = self._static_draw(self._x["train"])
+            self._x_train_static = static_draw(self._x["train"], self.seed)
         self._loaded = True
-
-    def _static_draw(self, x: Tensor) -> Tensor:
-        return static_draw(x, self.seed)
 
     def prepare_data(self) -> None:
         # runs on one process per node first: decodes and writes the disk cache that setup() then reads

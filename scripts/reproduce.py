@@ -158,8 +158,13 @@ def run_id(key: str) -> str:
 
 def fit_args(args, row: dict, settings: dict, reference: dict | None) -> list[str]:
     """The ``coupled fit`` command line of a row: its config files, then the overrides the row records."""
-    if row.get("config"):  # a row that is a config as it is (make train's)
+    evaluation = ["--model.eval_num_samples", str(settings["eval_num_samples"]),
+                  "--model.self_consistency_per_class", str(settings["per_class"])]
+    if row.get("config"):  # a row that is a config as it is (make train's): in full, as its config says
         cli = ["fit", "--config", row["config"]]
+        if settings is not FULL:  # the smoke run shortens it too
+            cli += ["--trainer.max_epochs", str(settings["epochs"]), "--model.fitted_proposal_steps", "20",
+                    *evaluation]
     else:
         cli = ["fit", "--config", BASE_CONFIG[row["dataset"]]]
         if OVERLAY[row["objective"]]:
@@ -172,13 +177,7 @@ def fit_args(args, row: dict, settings: dict, reference: dict | None) -> list[st
                 "--model.hidden_sizes", json.dumps(row.get("hidden_sizes", RECIPE["hidden_sizes"]))]
         if row["objective_kwargs"]:
             cli += ["--model.objective_kwargs", json.dumps(row["objective_kwargs"])]
-    if row.get("config") and settings is not FULL:  # the smoke run shortens make train's row too
-        cli += ["--trainer.max_epochs", str(settings["epochs"]), "--model.fitted_proposal_steps", "20"]
-    if not row.get("config") or settings is not FULL:  # make train's row evaluates as its config says
-        cli += ["--model.eval_num_samples", str(settings["eval_num_samples"]),
-                "--model.self_consistency_per_class", str(settings["per_class"])]
-    if not row.get("config"):
-        cli += ["--model.fitted_proposal_steps", str(settings.get("fitted_steps", 0))]
+        cli += [*evaluation, "--model.fitted_proposal_steps", str(settings.get("fitted_steps", 0))]
     cli += ["--sample_quality.per_class", str(settings["per_class"]),
             "--sample_quality.marginal_images", str(settings["marginal_images"]),
             "--sample_quality.mc_samples", str(settings["mc_samples"])]
