@@ -247,7 +247,8 @@ def write_report(out: Path, expected: list[str] | None = None) -> None:
                 f"| {fmt([r['seconds_per_epoch'] for r in g], 1)} |"
             )
         md.append("")
-        if plot_curves(runs, dataset, out / f"curves_{dataset}.png"):
+        # rows restored from results.json carry no curves: keep the plot their first session drew
+        if plot_curves(runs, dataset, out / f"curves_{dataset}.png") or (out / f"curves_{dataset}.png").exists():
             md += ["Learning curves (seed 0; validation accuracy and each training loss part per epoch):", "",
                    f"![curves {dataset}](curves_{dataset}.png)", ""]
         md += ["Sample grids (row = class; first column the deterministic mean image, then 10 ancestral "
