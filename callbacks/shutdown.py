@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks.model_checkpoint import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lightning_modules.lightning_private import mark_checkpoint_saved
+from lightning_modules.lightning_private import mark_checkpoint_saved, set_received_sigterm
 
 __all__ = ["GracefulShutdown", "SIGTERMException"]
 
@@ -36,10 +36,18 @@ class GracefulShutdown(Callback):
     signal it saves a checkpoint there (the regular, exactly resumable mid-epoch point), prints the
     message, and lets Lightning's ``SIGTERMException`` end ``fit``; ``sys.exit`` status is 0. If
     Lightning did not see the signal (no handler of its own) it sets ``trainer.should_stop`` instead.
-    If the signal arrives where no batch end follows (during validation, at an epoch's end) or with
-    several processes (DDP: Lightning broadcasts the flag so that all ranks raise together), the
+    If the signal arrives where no batch end follows (during validation, at an epoch's end) the
     checkpoint is saved in ``on_exception`` instead. Nothing is saved if no training step was taken since
     this fit started (no progress to keep, and an older good checkpoint is not overwritten).
+
+    Several processes (DDP, any launcher): the handler only records the signal, on whichever rank got it,
+    and does not chain to Lightning's. Lightning 2.6's handler runs a ``broadcast`` inside the signal
+    handler and forwards the signal to its child ranks, whose handlers broadcast too; those collectives
+    pair up with whatever the other rank is running at that moment, and the fit hung or lost its peer
+    (tests/coupled/test_cli_sigterm.py). Instead the ranks agree at every ``on_train_batch_end`` (one
+    one-element all-reduce: did any rank get a SIGTERM?); then all of them raise Lightning's flag, save
+    the same step together and stop at the same point. A signal during the last validation of the fit,
+    after its last batch, does not stop it: the run ends as it would have, its last checkpoint saved.
 
     The checkpoint goes to the ``ModelCheckpoint``'s ``last`` file (as ``save_last`` names it, its
     version counter respected), or ``<default_root_dir>/checkpoints/last.ckpt`` without one; with
@@ -52,10 +60,13 @@ class GracefulShutdown(Callback):
         self._received = False
         self.saved_path: str | None = None
         self._start_step = 0
+        self._distributed = False
 
     # ---- signal handling ----
     def _handler(self, signum, frame) -> None:
         self._received = True
+        if self._distributed:  # no collective inside a signal handler: the ranks agree at the next batch end
+            return
         prev = self._previous
         if callable(prev):
             prev(signum, frame)
@@ -85,14 +96,24 @@ class GracefulShutdown(Callback):
         self.saved_path = None
         self._start_step = trainer.global_step
 
+    def on_sanity_check_start(self, trainer, pl_module) -> None:  # Lightning's handler is in place by now
+        self._distributed = trainer.world_size > 1
+        self._install()
+
     def on_train_start(self, trainer, pl_module) -> None:
         self._start_step = trainer.global_step  # after a resume's restore
+        self._distributed = trainer.world_size > 1
         self._install()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not (self._received or trainer.received_sigterm) or self.saved_path is not None:
+        if self.saved_path is not None:
             return
-        if trainer.world_size > 1:  # the ranks stop together in on_exception (Lightning syncs the flag)
+        if self._distributed:  # every rank is here at the same step: stop together if any rank was signalled
+            if not trainer.strategy.reduce_boolean_decision(self._received, all=False):
+                return
+            self._received = True
+            set_received_sigterm(trainer)  # Lightning then raises SIGTERMException on every rank
+        elif not (self._received or trainer.received_sigterm):
             return
         self._save(trainer)
         if not trainer.received_sigterm:  # Lightning did not register its handler: stop by ourselves
@@ -102,6 +123,8 @@ class GracefulShutdown(Callback):
         self._restore()
         if not (isinstance(exception, SIGTERMException) or self._received):
             return
+        if self._distributed:  # saved at a batch end, where the ranks agreed; an exception may be one rank's own,
+            return             # and a save here would wait for ranks that are not there
         if self.saved_path is None:
             if trainer.global_step > self._start_step:
                 self._save(trainer)

@@ -52,6 +52,12 @@ def mark_checkpoint_saved(callback: Any, step: int) -> None:
         callback._last_global_step_saved = step
 
 
+def set_received_sigterm(trainer: pl.Trainer) -> None:
+    """Raise Lightning's SIGTERM flag (a read-only property on the Trainer), so that its loops stop the run
+    where they check it, on every rank at once when every rank sets it at the same step."""
+    trainer._signal_connector.received_sigterm = True
+
+
 def wandb_init_kwargs(logger: Any) -> dict | None:
     """The keyword arguments Lightning's WandbLogger will pass to ``wandb.init`` (read before its first use)."""
     init = getattr(logger, "_wandb_init", None)

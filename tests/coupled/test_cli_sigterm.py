@@ -1,7 +1,7 @@
 """SIGTERM to `coupled fit`: the checkpoint it saves replaces the run's last.ckpt, `index.json` lists it as
 `latest`, and resuming from `wandb:model-<id>:latest` reaches the very weights of an uninterrupted run (issue #14,
-point 2). One process only: a SIGTERM to the launching process of a 2-process CPU DDP fit can leave rank 0
-waiting on a collective its peer has left (found while writing this test; not fixed yet)."""
+point 2), on one process and on two CPU DDP processes. Under DDP the signal goes to the launching process (rank
+0), as a scheduler's or a user's `kill` does; Lightning 2.6's own handler hung such a fit (callbacks/shutdown.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _weights(path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True, map_location="cpu")["state_dict"]
 
 
-@pytest.mark.parametrize("devices", [1], ids=["one_process"])
+@pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
 def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, decoded_cache, devices):
     tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
     env = subprocess_env(tmp_path, decoded_cache)
@@ -57,7 +57,8 @@ def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, d
     index = json.loads((folder / "index.json").read_text())
     latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
     saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
-    assert latest["step"] == saved["global_step"] < EPOCHS * 7, (index, err[-2000:])  # the SIGTERM save
+    steps = EPOCHS * (7 if devices == 1 else 4)
+    assert latest["step"] == saved["global_step"] < steps, (index, err[-2000:])  # the SIGTERM save, mid-run
     assert latest["filename"] == "last.ckpt"
 
     resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest"),

@@ -5,11 +5,13 @@ fall back to a default when the attribute is missing)."""
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules import GenerativeLearner
@@ -74,3 +76,18 @@ def test_idle_step_hooks_are_dropped_and_lightning_skips_them(tmp_path):
     pl.Trainer(max_epochs=1, callbacks=[cb], logger=False, enable_checkpointing=False, enable_progress_bar=False,
                enable_model_summary=False).fit(model, loader)  # Lightning skips the None hooks without error
     assert calls == ["end", "end"]
+
+
+def test_raising_the_sigterm_flag_stops_fit_after_that_batch(tmp_path):
+    class StopAtTwo(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                private.set_received_sigterm(trainer)
+
+    model = GenerativeLearner(sizes=[6, 4, 2])
+    loader = DataLoader(TensorDataset(torch.rand(24, 6), torch.arange(24) % 2), batch_size=4)
+    trainer = pl.Trainer(max_epochs=3, callbacks=[StopAtTwo()], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(SIGTERMException):
+        trainer.fit(model, loader)
+    assert trainer.received_sigterm and trainer.global_step == 2
