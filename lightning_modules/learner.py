@@ -17,10 +17,11 @@ from .errors import CheckpointError, ConfigError
 from .fitted import PROPOSAL_INITS, fit_proposal
 from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
-from .objectives import OBJECTIVES, check_objective_kwargs
+from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, scale_generative
 from .optim import make_optimizer
 from .seeds import stream_generator, stream_seed
 from .self_consistency import score_samples_sharded
+from .sizes import resolve_sizes
 
 
 class GenerativeLearner(pl.LightningModule):
@@ -36,6 +37,9 @@ class GenerativeLearner(pl.LightningModule):
         objective: "discriminative", "symmetric" (the paper's), "wake_sleep", "hybrid" (symmetric + wake-sleep),
             "rws" (reweighted wake-sleep) or "vimco" (the K-sample bound); see `objectives.py`.
         objective_kwargs: options of the objective, e.g. {"generation_weight": 0.5}.
+        generative_delay_epochs, generative_ramp_epochs: a schedule of the generative terms (every term of the
+            training loss but -log q(y|x)): off for the first `delay` epochs, then ramped linearly to their
+            weights over `ramp` epochs, per step (``train/generative_scale``); 0 and 0: no schedule.
         tied: share W between recognition (W) and generation (W^T); False is the untied ablation.
         optimizer, lr, weight_decay: see :func:`make_optimizer` (fused kernels where the device has them).
         eval_num_samples: K of the importance-sampled test log-likelihood.
@@ -65,6 +69,8 @@ class GenerativeLearner(pl.LightningModule):
         class_names: list[str] | None = None,
         objective: str = "symmetric",
         objective_kwargs: dict[str, Any] | None = None,
+        generative_delay_epochs: float = 0.0,
+        generative_ramp_epochs: float = 0.0,
         tied: bool = True,
         learn_prior: bool = False,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
@@ -89,6 +95,9 @@ class GenerativeLearner(pl.LightningModule):
         if lr_schedule == "step" and not (isinstance(lr_step_size, int) and lr_step_size >= 1 and lr_gamma > 0):
             raise ConfigError(f"the step schedule needs model.lr_step_size >= 1 (epochs) and model.lr_gamma > 0, got "
                               f"{lr_step_size!r} and {lr_gamma!r}")
+        if not (generative_delay_epochs >= 0 and generative_ramp_epochs >= 0):
+            raise ConfigError(f"model.generative_delay_epochs and model.generative_ramp_epochs must be >= 0, got "
+                              f"{generative_delay_epochs!r} and {generative_ramp_epochs!r}")
         if weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
         if eval_num_samples < 1 or self_consistency_per_class < 0 or fitted_proposal_steps < 0:
@@ -97,7 +106,8 @@ class GenerativeLearner(pl.LightningModule):
         if fitted_proposal_init not in PROPOSAL_INITS:
             raise ConfigError(f"model.fitted_proposal_init must be one of {', '.join(PROPOSAL_INITS)}, "
                               f"got {fitted_proposal_init!r}")
-        sizes = self._resolve_sizes()
+        hp = self.hparams
+        sizes = resolve_sizes(hp.sizes, hp.hidden_sizes, hp.input_dim, hp.num_classes)
         try:
             self.net = CoupledSigmoidNet(sizes, tied=tied, learn_prior=learn_prior)
         except (RuntimeError, MemoryError) as exc:  # the allocator's message names bytes, not the setting
@@ -127,34 +137,6 @@ class GenerativeLearner(pl.LightningModule):
         self.test_log_likelihood = MeanMetric()
         self.test_log_likelihood_fitted = MeanMetric()
         self._proposal: CoupledSigmoidNet | None = None  # fitted at test start, not a submodule (not saved)
-
-    def _resolve_sizes(self) -> list[int]:
-        hp = self.hparams
-        if hp.sizes is not None:
-            sizes = list(hp.sizes)
-            for name, got, want in (("input size", hp.input_dim, sizes[0] if sizes else None),
-                                    ("class count", hp.num_classes, sizes[-1] if sizes else None)):
-                if got is not None and want is not None and got != want:
-                    raise ConfigError(
-                        f"model.sizes {sizes} do not match the data's {name} {got}: "
-                        f"drop model.sizes and set model.hidden_sizes instead"
-                    )
-            if hp.hidden_sizes is not None and list(hp.hidden_sizes) != sizes[1:-1]:
-                raise ConfigError(f"model.sizes {sizes} and model.hidden_sizes {list(hp.hidden_sizes)} both give the "
-                                  f"hidden layers: set one (e.g. --model.hidden_sizes null)")
-        else:
-            if hp.input_dim is None or hp.num_classes is None:
-                raise ConfigError(
-                    "the model needs its input size and class count: set model.sizes, or model.input_dim "
-                    "and model.num_classes (the CLI links them from the data)"
-                )
-            hidden = [512, 512] if hp.hidden_sizes is None else list(hp.hidden_sizes)
-            sizes = [hp.input_dim, *hidden, hp.num_classes]
-        try:
-            CoupledSigmoidNet._check_sizes(sizes)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        return sizes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
@@ -213,6 +195,11 @@ class GenerativeLearner(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = self._inputs(batch)
         out = self._objective(x, y, "train", self.current_epoch, batch_idx)
+        delay, ramp = self.hparams.get("generative_delay_epochs", 0), self.hparams.get("generative_ramp_epochs", 0)
+        if delay or ramp:  # the schedule, at this step's fraction of the run
+            scale = generative_scale(self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches),
+                                     delay, ramp)
+            out = scale_generative(out, scale, self.objective_kwargs.get("recognition_weight", 1.0))
         # Each self.log costs Lightning bookkeeping comparable to a small model's step (reports/BENCH_NOTES.md,
         # "hooks"), so step values are logged only when the logger will write them, and the epoch means are
         # running sums here (checkpointed: a mid-epoch resume keeps them), logged once, at the last batch.

@@ -196,6 +196,21 @@ OBJECTIVES: dict[str, Callable[..., dict]] = {
 }
 
 
+def generative_scale(progress: float, delay_epochs: float, ramp_epochs: float) -> float:
+    """The schedule of the generative terms at `progress` (epochs, fractional): 0 for the first `delay_epochs`
+    (recognition first), then linear up to 1 over `ramp_epochs` (generative terms ramped in)."""
+    if progress < delay_epochs:
+        return 0.0
+    return 1.0 if ramp_epochs <= 0 else min(1.0, (progress - delay_epochs) / ramp_epochs)
+
+
+def scale_generative(out: dict, scale: float, recognition_weight: float = 1.0) -> dict:
+    """`out` with its loss's every term but ``recognition_weight * -log q(y|x)`` times `scale`. Objective-agnostic:
+    each objective's loss is that recognition term plus its generative terms."""
+    rec = recognition_weight * out["recognition"]
+    return {**out, "loss": rec + scale * (out["loss"] - rec), "generative_scale": out["loss"].new_tensor(scale)}
+
+
 def check_objective_kwargs(objective: str, kwargs: dict) -> None:
     """The options of `objective` (``--model.objective_kwargs``): known names, weights >= 0, a valid K and method."""
     allowed = [p for p in list(inspect.signature(OBJECTIVES[objective]).parameters)[3:] if p != "generator"]

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules import OBJECTIVES, ConfigError, GenerativeLearner
+from lightning_modules.objectives import generative_scale, scale_generative
 
 
 def blobs(n=96, d=12, classes=3, seed=0):
@@ -53,6 +54,7 @@ def test_sizes_follow_the_data():
         (dict(sizes=[12, 4, 3], objective="vimco", objective_kwargs={"num_samples": 1}), "integer >= 2"),
         (dict(sizes=[12, 4, 3], fitted_proposal_steps=-1), "fitted_proposal_steps >= 0"),
         (dict(sizes=[12, 4, 3], fitted_proposal_init="best"), "fitted_proposal_init must be one of fresh, own"),
+        (dict(sizes=[12, 4, 3], generative_ramp_epochs=-1), "generative_ramp_epochs must be >= 0"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(kwargs, message):
@@ -217,3 +219,35 @@ def test_optimizer_uses_fused_kernels_and_matches_the_reference_update(name):
 def test_configure_optimizers_is_fused_on_the_cpu():
     model = GenerativeLearner(sizes=[12, 4, 3])
     assert model.configure_optimizers().param_groups[0]["fused"] is True
+
+
+def test_generative_schedule_values_and_loss():
+    assert [generative_scale(p, 1, 2) for p in (0, 0.99, 1, 2, 3, 9)] == [0, 0, 0, 0.5, 1, 1]
+    assert generative_scale(0, 0, 0) == 1 and generative_scale(0.5, 0, 0) == 1  # no schedule
+    assert generative_scale(0.25, 0, 1) == 0.25  # ramped from the start
+    torch.manual_seed(0)
+    net = GenerativeLearner(sizes=[12, 4, 3]).net
+    kw = dict(num_samples=3, generation_weight=0.7, q_weight=0.2, recognition_weight=2.0)
+    out = OBJECTIVES["rws"](net, *blobs(8), generator=torch.Generator().manual_seed(1), **kw)
+    half = scale_generative(out, 0.5, 2.0)
+    expected = 2.0 * out["recognition"] + 0.5 * (0.7 * out["generation"] + 0.2 * out["q"])
+    assert torch.allclose(half["loss"], expected) and half["generative_scale"] == 0.5
+    assert torch.allclose(scale_generative(out, 0.0, 2.0)["loss"], 2.0 * out["recognition"])
+
+
+def test_recognition_first_leaves_the_generator_alone_until_the_delay_ends():
+    """Untied, the generator's own weights (V, c) get gradient only from the generative terms: during the
+    delay they stay as they started, the recognition weights move; after it the generator learns too."""
+    pl.seed_everything(0)
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, objective="rws", tied=False,
+                              generative_delay_epochs=1, generative_ramp_epochs=1)
+    V0, c0, W0 = (p.detach().clone() for p in (model.net.V[0], model.net.c[0], model.net.W[0]))
+    t = trainer(max_epochs=1)
+    t.fit(model, loader(shuffle=True))
+    assert torch.equal(model.net.V[0], V0) and torch.equal(model.net.c[0], c0)
+    assert not torch.equal(model.net.W[0], W0)
+    assert t.callback_metrics["train/generative_scale_epoch"] == 0
+    t = trainer(max_epochs=2)  # epoch 2: ramped over its 3 steps (0, 1/3, 2/3)
+    t.fit(model, loader(shuffle=True))
+    assert not torch.equal(model.net.V[0], V0)
+    assert torch.isclose(t.callback_metrics["train/generative_scale_epoch"], torch.tensor(1 / 3))
