@@ -46,8 +46,11 @@ class GracefulShutdown(Callback):
     pair up with whatever the other rank is running at that moment, and the fit hung or lost its peer
     (tests/coupled/test_cli_sigterm.py). Instead the ranks agree at every ``on_train_batch_end`` (one
     one-element all-reduce: did any rank get a SIGTERM?); then all of them raise Lightning's flag, save
-    the same step together and stop at the same point. A signal during the last validation of the fit,
-    after its last batch, does not stop it: the run ends as it would have, its last checkpoint saved.
+    the same step together and stop there (the callback raises Lightning's ``SIGTERMException`` itself, so
+    that no rank enters a validation the others leave). A signal after the fit's last batch (its last
+    validation) lets the fit end as it would have, its checkpoints saved; the ranks agree on it in
+    ``on_train_end`` and ``received`` then tells the CLI to skip the test after fit. Lightning's handler is
+    not put back before teardown: a second signal while a rank still talks to the others stays harmless.
 
     The checkpoint goes to the ``ModelCheckpoint``'s ``last`` file (as ``save_last`` names it, its
     version counter respected), or ``<default_root_dir>/checkpoints/last.ckpt`` without one; with
@@ -96,13 +99,14 @@ class GracefulShutdown(Callback):
         self.saved_path = None
         self._start_step = trainer.global_step
 
-    def on_sanity_check_start(self, trainer, pl_module) -> None:  # Lightning's handler is in place by now
+    def setup(self, trainer, pl_module, stage: str) -> None:
         self._distributed = trainer.world_size > 1
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:  # Lightning's handler is in place by now
         self._install()
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start_step = trainer.global_step  # after a resume's restore
-        self._distributed = trainer.world_size > 1
         self._install()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -116,11 +120,14 @@ class GracefulShutdown(Callback):
         elif not (self._received or trainer.received_sigterm):
             return
         self._save(trainer)
+        if self._distributed:
+            raise SIGTERMException  # here, on every rank: a validation next could end unevenly across ranks
         if not trainer.received_sigterm:  # Lightning did not register its handler: stop by ourselves
             trainer.should_stop = True
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._restore()
+        if not self._distributed:
+            self._restore()
         if not (isinstance(exception, SIGTERMException) or self._received):
             return
         if self._distributed:  # saved at a batch end, where the ranks agreed; an exception may be one rank's own,
@@ -136,7 +143,10 @@ class GracefulShutdown(Callback):
                 )
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._restore()
+        if self._distributed:  # every rank ends training here: agree on a signal that came after the last batch
+            self._received = trainer.strategy.reduce_boolean_decision(self._received, all=False)
+        else:
+            self._restore()
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._restore()
@@ -172,7 +182,7 @@ class GracefulShutdown(Callback):
         path, cb = self._target(trainer)
         if cb is not None:
             cb.last_model_path = path  # recorded in the checkpoint, as ModelCheckpoint itself does
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full, resumable state (and no Lightning notice)
         if cb is not None:
             mark_checkpoint_saved(cb, trainer.global_step)  # no second save of the same step on exception
         self.saved_path = path

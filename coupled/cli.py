@@ -21,6 +21,7 @@ with every Trainer flag as Lightning users know it. On top of Lightning's own CL
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,11 @@ class CoupledCLI(LightningCLI):
             check_same_data(self.checkpoint_data, getattr(self.datamodule, "identity", None))
 
     def after_fit(self) -> None:
-        if self._get(self.config, "test_after_fit") and not self.trainer.interrupted:
+        stopped = any(isinstance(cb, GracefulShutdown) and cb.received for cb in self.trainer.callbacks)
+        if stopped and not self.trainer.interrupted and self.trainer.is_global_zero:  # a SIGTERM after the last step
+            print("received SIGTERM after the last training step: the fit's checkpoints are saved; no test after fit",
+                  file=sys.stderr, flush=True)
+        if self._get(self.config, "test_after_fit") and not self.trainer.interrupted and not stopped:
             fit_cfg = self._get(self.config_init, "trainer", default={})
             test_after_fit(self.trainer, self.model, self.datamodule, fit_cfg)
 

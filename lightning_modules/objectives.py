@@ -208,7 +208,13 @@ def scale_generative(out: dict, scale: float, recognition_weight: float = 1.0) -
     """`out` with its loss's every term but ``recognition_weight * -log q(y|x)`` times `scale`. Objective-agnostic:
     each objective's loss is that recognition term plus its generative terms."""
     rec = recognition_weight * out["recognition"]
-    return {**out, "loss": rec + scale * (out["loss"] - rec), "generative_scale": out["loss"].new_tensor(scale)}
+    if scale >= 1:  # the objective's own loss, bit for bit
+        loss = out["loss"]
+    elif scale <= 0:  # the recognition term alone (a non-finite generative term cannot leak in as 0 * inf)
+        loss = rec
+    else:
+        loss = rec + scale * (out["loss"] - rec)
+    return {**out, "loss": loss, "generative_scale": out["loss"].new_tensor(scale)}
 
 
 def check_objective_kwargs(objective: str, kwargs: dict) -> None:

@@ -106,7 +106,8 @@ def plot_curves(runs: list[dict], dataset: str, path: Path) -> bool:
     chosen = [r for r in runs if r["dataset"] == dataset and r["seed"] == 0 and r.get("curves") and not is_variant(r)]
     if not chosen:
         return False
-    parts = sorted({k for r in chosen for k in r["curves"] if k.startswith("train/") and k != "train/loss_epoch"})
+    not_parts = ("train/loss_epoch", "train/generative_scale_epoch")  # the total, and a schedule's scale
+    parts = sorted({k for r in chosen for k in r["curves"] if k.startswith("train/") and k not in not_parts})
     panels = ["val/acc"] + parts
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     labels = [f"{label(r)} {'tied' if r['tied'] else 'untied'}" for r in chosen]

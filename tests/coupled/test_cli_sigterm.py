@@ -6,9 +6,11 @@ point 2), on one process and on two CPU DDP processes. Under DDP the signal goes
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,10 +38,9 @@ def _weights(path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True, map_location="cpu")["state_dict"]
 
 
-@pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
-def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, decoded_cache, devices):
-    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
-    env = subprocess_env(tmp_path, decoded_cache)
+def _stop(tmp_path, env, devices: int, rank: int = 0) -> tuple[Path, str]:
+    """Start a fit, SIGTERM one of its processes (rank 0: the launcher; rank 1: its child) a few epochs in;
+    it must end with status 0, one message, and last.ckpt replaced in place. The checkpoints folder, stderr."""
     folder = tmp_path / "runs" / "stopped" / "checkpoints"
     proc = subprocess.Popen(_fit(tmp_path, "stopped", devices), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "stopped"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -49,11 +50,32 @@ def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, d
         if index.is_file() and len(json.loads(index.read_text()).get("versions", [])) >= 2:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    if rank == 0:
+        proc.send_signal(signal.SIGTERM)
+    else:  # Lightning's launcher starts rank 1 as its child process
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
     assert "received SIGTERM: saved checkpoint" in err
     assert sorted(p.name for p in folder.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
+    return folder, err
+
+
+def test_sigterm_to_a_non_zero_rank_stops_every_rank_at_one_step(tmp_path, tiny_data, decoded_cache):
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    folder, err = _stop(tmp_path, subprocess_env(tmp_path, decoded_cache), devices=2, rank=1)
+    index = json.loads((folder / "index.json").read_text())
+    latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
+    saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
+    assert latest["filename"] == "last.ckpt" and latest["step"] == saved["global_step"] < EPOCHS * 4, err[-2000:]
+
+
+@pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
+def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, decoded_cache, devices):
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    env = subprocess_env(tmp_path, decoded_cache)
+    folder, err = _stop(tmp_path, env, devices)
     index = json.loads((folder / "index.json").read_text())
     latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
     saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")

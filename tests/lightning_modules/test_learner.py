@@ -221,10 +221,13 @@ def test_configure_optimizers_is_fused_on_the_cpu():
     assert model.configure_optimizers().param_groups[0]["fused"] is True
 
 
-def test_generative_schedule_values_and_loss():
+def test_generative_schedule_values():
     assert [generative_scale(p, 1, 2) for p in (0, 0.99, 1, 2, 3, 9)] == [0, 0, 0, 0.5, 1, 1]
     assert generative_scale(0, 0, 0) == 1 and generative_scale(0.5, 0, 0) == 1  # no schedule
     assert generative_scale(0.25, 0, 1) == 0.25  # ramped from the start
+
+
+def test_scaled_rws_loss_is_recognition_plus_scaled_generative_terms():
     torch.manual_seed(0)
     net = GenerativeLearner(sizes=[12, 4, 3]).net
     kw = dict(num_samples=3, generation_weight=0.7, q_weight=0.2, recognition_weight=2.0)
@@ -232,7 +235,26 @@ def test_generative_schedule_values_and_loss():
     half = scale_generative(out, 0.5, 2.0)
     expected = 2.0 * out["recognition"] + 0.5 * (0.7 * out["generation"] + 0.2 * out["q"])
     assert torch.allclose(half["loss"], expected) and half["generative_scale"] == 0.5
-    assert torch.allclose(scale_generative(out, 0.0, 2.0)["loss"], 2.0 * out["recognition"])
+    assert torch.equal(scale_generative(out, 0.0, 2.0)["loss"], 2.0 * out["recognition"])
+    assert torch.equal(scale_generative(out, 1.0, 2.0)["loss"], out["loss"])
+
+
+@pytest.mark.parametrize("objective", list(OBJECTIVES))
+def test_at_scale_zero_only_the_recognition_term_has_a_gradient(objective):
+    """Every objective's loss is recognition_weight * -log q(y|x) plus its generative terms: at scale 0 its
+    gradient is exactly that of the recognition term (the untied generator's own V and c get none)."""
+    torch.manual_seed(0)
+    model = GenerativeLearner(sizes=[12, 4, 3], objective=objective, tied=False)
+    kw = {"generator": torch.Generator().manual_seed(1)} if model._stochastic_objective else {}
+    x, y = blobs(8)
+    out = scale_generative(model.objective(model.net, x, y, **kw), 0.0)
+    out["loss"].backward()
+    assert model.net.V[0].grad is None or not model.net.V[0].grad.any()
+    assert model.net.c[0].grad is None or not model.net.c[0].grad.any()
+    grads = [p.grad.clone() for p in model.net.W]
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model.net.recognize(x), y).backward()
+    assert all(torch.allclose(g, p.grad) for g, p in zip(grads, model.net.W))
 
 
 def test_recognition_first_leaves_the_generator_alone_until_the_delay_ends():
