@@ -232,6 +232,8 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
     coupled(cli + resume, {"COUPLED_RUN_ID": rid})
     metrics = json.loads((folder / "metrics.json").read_text())
     test, epochs = metrics["test"], metrics["epochs"]
+    if "test/acc" not in test:  # stopped (a SIGTERM exits 0 after saving): not a result; the next run resumes it
+        raise SystemExit(f"[reproduce] {row['key']} stopped before its test (last.ckpt is kept); rerun to resume it")
     curves: dict[str, list[float]] = {}
     for e in epochs:
         for k, v in e.items():

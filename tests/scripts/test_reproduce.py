@@ -72,3 +72,27 @@ def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_p
     assert (out / "samples" / f"{row['key']}.png").is_file()
     metrics = json.loads((tmp_path / "runs" / row["key"] / "metrics.json").read_text())
     assert metrics["test"]["test/acc"] == result["test_acc"]
+
+
+def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, monkeypatch):
+    """A SIGTERM ends `coupled fit` with status 0 after saving last.ckpt; such a row has no test metrics and must
+    not be written as done: the study stops, and its next run resumes the row from last.ckpt."""
+    import argparse
+    import json
+
+    import pytest
+
+    import scripts.reproduce as reproduce
+
+    calls = []
+    monkeypatch.setattr(reproduce, "coupled", lambda cli, env=None: calls.append(cli))
+    args = argparse.Namespace(data_dir=None, quick=True, frontier=False, runs_dir=tmp_path / "runs",
+                              ckpt_dir=tmp_path, fit_flags=[])
+    row = reproduce._row("mnist", "symmetric", True, 0)
+    folder = tmp_path / "runs" / reproduce.run_id(row["key"])
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (folder / "metrics.json").write_text(json.dumps({"epochs": [{"epoch": 0, "val/acc": 0.5}], "test": {}}))
+    with pytest.raises(SystemExit, match="stopped before its test"):
+        reproduce.run_row(args, row, reproduce.QUICK, None, tmp_path / "report")
+    assert calls[0][-2:] == ["--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]  # it resumed the row
