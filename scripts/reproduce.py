@@ -228,8 +228,7 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
     folder = Path(args.runs_dir) / rid
     cli = fit_args(args, row, settings, reference)
     last = folder / "checkpoints" / "last.ckpt"
-    resume = ["--ckpt_path", str(last)] if last.is_file() else []
-    coupled(cli + resume, {"COUPLED_RUN_ID": rid})
+    coupled(cli + (["--ckpt_path", str(last)] if last.is_file() else []), {"COUPLED_RUN_ID": rid})
     metrics = json.loads((folder / "metrics.json").read_text())
     test, epochs = metrics["test"], metrics["epochs"]
     if "test/acc" not in test:  # stopped (a SIGTERM exits 0 after saving): not a result; the next run resumes it
