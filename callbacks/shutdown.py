@@ -30,8 +30,8 @@ class GracefulShutdown(Callback):
     How it works with Lightning 2.x: when ``fit`` starts, Lightning's ``_SignalConnector`` installs its own
     SIGTERM handler (it sets ``trainer.received_sigterm``; the training loop then raises
     ``SIGTERMException``, a ``SystemExit`` with code 0, after the current batch's ``on_train_batch_end``
-    hooks, or at the next batch of a validation loop). This callback wraps that handler at
-    ``on_train_start`` (chaining to it, so Lightning's own bookkeeping and DDP launcher handling still
+    hooks, or at the next batch of a validation loop). This callback wraps that handler at the
+    sanity check or ``on_train_start`` (chaining to it, so Lightning's own bookkeeping and DDP launcher handling still
     run) and restores it when training ends. Single process: at the first ``on_train_batch_end`` after the
     signal it saves a checkpoint there (the regular, exactly resumable mid-epoch point), prints the
     message, and lets Lightning's ``SIGTERMException`` end ``fit``; ``sys.exit`` status is 0. If
