@@ -31,6 +31,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.checkpoint import ModelCheckpoint as BestCheckpoint
 from callbacks.metrics_file import MetricsFile
 from callbacks.predictions import PredictionWriter
 from callbacks.progress import EvalProgressBar
@@ -112,7 +113,7 @@ class CoupledCLI(LightningCLI):
             help="validate/test/predict the freshly initialised model (otherwise they need --ckpt_path).",
         )
         parser.set_defaults({"data": {"class_path": "datamodules.MNISTDataModule"}})
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",

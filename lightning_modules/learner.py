@@ -125,6 +125,7 @@ class GenerativeLearner(pl.LightningModule):
                 f"torch.Generator, which torch.compile cannot trace; drop model.compile"
             )
         self._compiled_objective = None  # built at the first step (a compiled function does not pickle)
+        self._generative_scale = 0.0 if generative_delay_epochs or generative_ramp_epochs else 1.0  # last step's
         self._epoch_sums: dict[str, Any] = {}  # {"keys": the parts' names, "sums": their running sums}
         self._epoch_count = 0
         self._sums_epoch = -1
@@ -137,6 +138,11 @@ class GenerativeLearner(pl.LightningModule):
         self.test_log_likelihood = MeanMetric()
         self.test_log_likelihood_fitted = MeanMetric()
         self._proposal: CoupledSigmoidNet | None = None  # fitted at test start, not a submodule (not saved)
+
+    @property
+    def generative_schedule_done(self) -> bool:
+        """Did the last training step train every term at its full weight? (callbacks/checkpoint.py)"""
+        return self._generative_scale >= 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)
@@ -200,6 +206,7 @@ class GenerativeLearner(pl.LightningModule):
             scale = generative_scale(self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches),
                                      delay, ramp)
             out = scale_generative(out, scale, self.objective_kwargs.get("recognition_weight", 1.0))
+            self._generative_scale = scale
         # Each self.log costs Lightning bookkeeping comparable to a small model's step (reports/BENCH_NOTES.md,
         # "hooks"), so step values are logged only when the logger will write them, and the epoch means are
         # running sums here (checkpointed: a mid-epoch resume keeps them), logged once, at the last batch.

@@ -1,0 +1,36 @@
+"""callbacks/checkpoint.py: no best model while the generative terms are being switched on."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks.checkpoint import ModelCheckpoint
+from lightning_modules import GenerativeLearner
+
+
+def _fit(tmp_path, **model_kwargs) -> ModelCheckpoint:
+    torch.manual_seed(0)
+    x, y = torch.rand(64, 6), torch.arange(64) % 2
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    model = GenerativeLearner(sizes=[6, 4, 2], objective="rws", **model_kwargs)
+    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min", filename="best-{epoch}", save_top_k=1)
+    pl.Trainer(max_epochs=4, callbacks=[cb], logger=False, enable_progress_bar=False, enable_model_summary=False,
+               accelerator="cpu").fit(model, loader, loader)
+    return cb
+
+
+def test_the_best_model_is_chosen_only_once_the_generative_terms_are_on(tmp_path):
+    # the recognition-only epochs 0-2 (delay 3) are never candidates, whatever their val/loss: epoch 3 is the one
+    cb = _fit(tmp_path / "scheduled", generative_delay_epochs=3)
+    assert cb.best_model_path.endswith("best-epoch=3.ckpt"), cb.best_model_path
+    assert torch.load(cb.best_model_path, weights_only=True)["epoch"] == 3
+
+
+def test_without_a_schedule_it_is_lightnings_model_checkpoint(tmp_path):
+    cb = _fit(tmp_path / "plain")
+    assert len(cb.best_k_models) == 1 and cb.best_model_path  # chosen among all four validations
+    mine = ModelCheckpoint(monitor="val/acc", mode="max")
+    assert mine.state_key == LightningModelCheckpoint(monitor="val/acc", mode="max").state_key  # resumes either way
