@@ -18,18 +18,17 @@ class ModelCheckpoint(LightningModelCheckpoint):
     """``ModelCheckpoint`` that saves nothing while its model's ``generative_schedule_done`` is False (with a
     monitor; a plain periodic checkpoint saves as usual). Each hook Lightning saves from is guarded."""
 
-    @staticmethod
-    def _ramping(pl_module) -> bool:
-        return not getattr(pl_module, "generative_schedule_done", True)
+    def _skips(self, pl_module) -> bool:
+        return self.monitor is not None and not getattr(pl_module, "generative_schedule_done", True)
 
     def on_train_batch_end(self, trainer, pl_module, *args, **kwargs) -> None:
-        if not (self.monitor is not None and self._ramping(pl_module)):
+        if not self._skips(pl_module):
             super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # where it saves when validating once an epoch
-        if not (self.monitor is not None and self._ramping(pl_module)):
+        if not self._skips(pl_module):
             super().on_train_epoch_end(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not (self.monitor is not None and self._ramping(pl_module)):
+        if not self._skips(pl_module):
             super().on_validation_end(trainer, pl_module)
