@@ -8,20 +8,22 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .compat import check_compatible
 from .errors import CheckpointError, ConfigError
-from .fitted import PROPOSAL_INITS, fit_proposal
+from .fitted import fit_proposal
 from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, scale_generative
 from .optim import make_optimizer
+from .rbm import pretrain_rbms
 from .seeds import stream_generator, stream_seed
 from .self_consistency import score_samples_sharded
-from .sizes import resolve_sizes
+from .settings import check_settings
+from .sizes import image_shape, resolve_sizes
 
 
 class GenerativeLearner(pl.LightningModule):
@@ -40,6 +42,10 @@ class GenerativeLearner(pl.LightningModule):
         generative_delay_epochs, generative_ramp_epochs: a schedule of the generative terms (every term of the
             training loss but -log q(y|x)): off for the first `delay` epochs, then ramped linearly to their
             weights over `ramp` epochs, per step (``train/generative_scale``); 0 and 0: no schedule.
+        rbm_pretrain_epochs: > 0 first pretrains every hidden layer's weights as an RBM, bottom-up, by this many
+            epochs of contrastive divergence (CD-`rbm_cd_steps`, Adam at `lr`) over the training images, before the
+            first training step of a fresh fit (not on resume): DBN-style initialisation of the tied weights
+            (``rbm.py``); an untied pair starts V as copies of the pretrained W.
         tied: share W between recognition (W) and generation (W^T); False is the untied ablation.
         optimizer, lr, weight_decay: see :func:`make_optimizer` (fused kernels where the device has them).
         eval_num_samples: K of the importance-sampled test log-likelihood.
@@ -71,6 +77,8 @@ class GenerativeLearner(pl.LightningModule):
         objective_kwargs: dict[str, Any] | None = None,
         generative_delay_epochs: float = 0.0,
         generative_ramp_epochs: float = 0.0,
+        rbm_pretrain_epochs: int = 0,
+        rbm_cd_steps: int = 1,
         tied: bool = True,
         learn_prior: bool = False,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
@@ -88,26 +96,9 @@ class GenerativeLearner(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if not lr > 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
-        if lr_schedule == "step" and not (isinstance(lr_step_size, int) and lr_step_size >= 1 and lr_gamma > 0):
-            raise ConfigError(f"the step schedule needs model.lr_step_size >= 1 (epochs) and model.lr_gamma > 0, got "
-                              f"{lr_step_size!r} and {lr_gamma!r}")
-        if not (generative_delay_epochs >= 0 and generative_ramp_epochs >= 0):
-            raise ConfigError(f"model.generative_delay_epochs and model.generative_ramp_epochs must be >= 0, got "
-                              f"{generative_delay_epochs!r} and {generative_ramp_epochs!r}")
-        if weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
-        if eval_num_samples < 1 or self_consistency_per_class < 0 or fitted_proposal_steps < 0:
-            raise ConfigError("eval_num_samples must be >= 1, self_consistency_per_class and "
-                              "fitted_proposal_steps >= 0")
-        if fitted_proposal_init not in PROPOSAL_INITS:
-            raise ConfigError(f"model.fitted_proposal_init must be one of {', '.join(PROPOSAL_INITS)}, "
-                              f"got {fitted_proposal_init!r}")
         hp = self.hparams
         sizes = resolve_sizes(hp.sizes, hp.hidden_sizes, hp.input_dim, hp.num_classes)
+        check_settings(hp, sizes)
         try:
             self.net = CoupledSigmoidNet(sizes, tied=tied, learn_prior=learn_prior)
         except (RuntimeError, MemoryError) as exc:  # the allocator's message names bytes, not the setting
@@ -119,11 +110,6 @@ class GenerativeLearner(pl.LightningModule):
         self.objective_kwargs = dict(objective_kwargs or {})
         check_objective_kwargs(objective, self.objective_kwargs)
         self._stochastic_objective = "generator" in inspect.signature(self.objective).parameters
-        if compile and self._stochastic_objective:
-            raise ConfigError(
-                f"model.compile supports the deterministic objectives, not {objective!r}: its samples come from a "
-                f"torch.Generator, which torch.compile cannot trace; drop model.compile"
-            )
         self._compiled_objective = None  # built at the first step (a compiled function does not pickle)
         self._generative_scale = 0.0 if generative_delay_epochs or generative_ramp_epochs else 1.0  # last step's
         self._epoch_sums: dict[str, Any] = {}  # {"keys": the parts' names, "sums": their running sums}
@@ -149,14 +135,8 @@ class GenerativeLearner(pl.LightningModule):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the data, as linked from the DataModule; a model without it (older checkpoints, sizes
-        given by hand) is shown as one square grey image, or a single row when d0 is not a square."""
-        shape = self.hparams.get("image_shape")
-        if shape:
-            return tuple(int(s) for s in shape)
-        d0 = self.net.sizes[0]
-        side = int(round(d0**0.5))
-        return (1, side, side) if side * side == d0 else (1, 1, d0)
+        """(C, H, W) of the data (:func:`sizes.image_shape`)."""
+        return image_shape(self.hparams.get("image_shape"), self.net.sizes[0])
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any], path: str = "the checkpoint") -> GenerativeLearner:
@@ -198,6 +178,25 @@ class GenerativeLearner(pl.LightningModule):
         return x.to(self.net.W[0].dtype), y
 
     # ---- training ----
+    def on_fit_start(self) -> None:
+        epochs = self.hparams.get("rbm_pretrain_epochs", 0)
+        if not epochs or self.trainer.ckpt_path is not None:  # a resumed fit continues from pretrained weights
+            return
+        train = self._training_images()
+        if train is None:
+            raise ConfigError("model.rbm_pretrain_epochs needs a DataModule with split_tensors('train') (the "
+                              "MNIST-style DataModules have it); set model.rbm_pretrain_epochs 0")
+        # every rank pretrains alike (same data, same seed); rank 0's are broadcast: kernels may differ in bits
+        records = pretrain_rbms(self.net, train[0], epochs, self.hparams.get("rbm_cd_steps", 1), lr=self.hparams.lr,
+                                seed=stream_seed(self.hparams.seed, "rbm_pretrain"))
+        if self.trainer.world_size > 1:
+            for p in self.net.parameters():
+                torch.distributed.broadcast(p.data, src=0)
+        for r in records:
+            rank_zero_info(f"RBM pretraining, layer {r['layer']} ({r['sizes'][0]}-{r['sizes'][1]}): reconstruction "
+                           f"error {r['reconstruction'][0]:.2f} -> {r['reconstruction'][-1]:.2f} per image over "
+                           f"{epochs} epoch(s) of CD-{self.hparams.get('rbm_cd_steps', 1)}")
+
     def training_step(self, batch, batch_idx):
         x, y = self._inputs(batch)
         out = self._objective(x, y, "train", self.current_epoch, batch_idx)
@@ -256,20 +255,26 @@ class GenerativeLearner(pl.LightningModule):
     def on_test_start(self) -> None:
         self.__dict__["_proposal"] = None
         steps = self.hparams.get("fitted_proposal_steps", 0)
-        split = getattr(getattr(self.trainer, "datamodule", None), "split_tensors", None)
         if not steps:
             return
-        if split is None:
+        train = self._training_images()
+        if train is None:
             rank_zero_warn("model.fitted_proposal_steps needs a DataModule with split_tensors('train'): "
                            "test/log_likelihood_fitted is not computed")
             return
-        x, y = split("train")
-        x = x.to(self.device, self.net.W[0].dtype) / (255 if x.dtype == torch.uint8 else 1)
         # every rank fits the same proposal: same data, same seed
         self.__dict__["_proposal"] = fit_proposal(
-            self.net, x, y.to(self.device), steps=steps, init=self.hparams.get("fitted_proposal_init", "own"),
+            self.net, *train, steps=steps, init=self.hparams.get("fitted_proposal_init", "own"),
             lr=self.hparams.lr, seed=stream_seed(self.hparams.seed, "proposal_fit"),
         )
+
+    def _training_images(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The DataModule's training split, grey levels in [0, 1] on this device; None without split_tensors."""
+        split = getattr(getattr(self.trainer, "datamodule", None), "split_tensors", None)
+        if split is None:
+            return None
+        x, y = split("train")
+        return x.to(self.device, self.net.W[0].dtype) / (255 if x.dtype == torch.uint8 else 1), y.to(self.device)
 
     def test_step(self, batch, batch_idx):
         x, y = self._inputs(batch)

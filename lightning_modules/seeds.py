@@ -29,6 +29,7 @@ STREAMS = {
     "approx_error": 15,        # the Monte Carlo marginals the inference methods are compared with
     "sample_grid": 16,         # the training-time sample grids
     "samples": 17,             # `coupled sample`
+    "rbm_pretrain": 18,        # RBM pretraining: its batches, binarizations and Gibbs chains
 }
 
 

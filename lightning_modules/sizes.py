@@ -1,5 +1,5 @@
 """The network's layer sizes from the model's settings and the data's: one list [d0, d1, ..., C], or one line
-that says which setting to change."""
+that says which setting to change; and the image shape samples are drawn in."""
 
 from __future__ import annotations
 
@@ -38,3 +38,12 @@ def resolve_sizes(sizes: Sequence[int] | None, hidden_sizes: Sequence[int] | Non
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return sizes
+
+
+def image_shape(linked: Sequence[int] | None, d0: int) -> tuple[int, int, int]:
+    """(C, H, W) of the data, as linked from the DataModule; a model without it (older checkpoints, sizes given by
+    hand) is shown as one square grey image, or a single row when d0 is not a square."""
+    if linked:
+        return tuple(int(s) for s in linked)
+    side = int(round(d0**0.5))
+    return (1, side, side) if side * side == d0 else (1, 1, d0)

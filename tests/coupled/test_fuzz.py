@@ -21,7 +21,8 @@ OPTIONS = [
     "--data.seed", "--sample_grid.samples_per_class", "--sample_grid.every_n_epochs", "--sample_grid.scale",
     "--sample_grid.kind", "--sample_quality.per_class", "--sample_quality.marginal_images",
     "--sample_quality.mc_samples", "--artifacts.keep_local_versions", "--seed_everything", "--trainer.max_epochs",
-    "--checkpoint.save_top_k", "--test_after_fit", "--allow_other_data",
+    "--checkpoint.save_top_k", "--test_after_fit", "--allow_other_data", "--model.rbm_pretrain_epochs",
+    "--model.rbm_cd_steps", "--model.generative_delay_epochs", "--model.generative_ramp_epochs",
 ]
 VALUES = [
     "0", "1", "-1", "3", "-7", "1000000000000", "0.5", "-0.5", "1.5", "nan", "inf", "-inf", "abc", "", "null",

@@ -55,6 +55,10 @@ def test_sizes_follow_the_data():
         (dict(sizes=[12, 4, 3], fitted_proposal_steps=-1), "fitted_proposal_steps >= 0"),
         (dict(sizes=[12, 4, 3], fitted_proposal_init="best"), "fitted_proposal_init must be one of fresh, own"),
         (dict(sizes=[12, 4, 3], generative_ramp_epochs=-1), "generative_ramp_epochs must be >= 0"),
+        (dict(sizes=[12, 4, 3], rbm_pretrain_epochs=-1), "rbm_pretrain_epochs must be an integer >= 0"),
+        (dict(sizes=[12, 4, 3], rbm_pretrain_epochs=1.5), "rbm_pretrain_epochs must be an integer >= 0"),
+        (dict(sizes=[12, 4, 3], rbm_cd_steps=0), "rbm_cd_steps an integer >= 1"),
+        (dict(sizes=[12, 3], rbm_pretrain_epochs=1), "have none; add model.hidden_sizes"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(kwargs, message):
@@ -273,3 +277,46 @@ def test_recognition_first_leaves_the_generator_alone_until_the_delay_ends():
     t.fit(model, loader(shuffle=True))
     assert not torch.equal(model.net.V[0], V0)
     assert torch.isclose(t.callback_metrics["train/generative_scale_epoch"], torch.tensor(1 / 3))
+
+
+class WeightsAtTrainStart(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.weights = [p.detach().clone() for p in pl_module.net.parameters()]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_rbm_pretraining_runs_before_the_first_step_of_a_fresh_fit_only(tmp_path, monkeypatch, tied):
+    import copy
+
+    from lightning_modules import learner
+    from lightning_modules.rbm import pretrain_rbms
+    from lightning_modules.seeds import stream_seed
+
+    pl.seed_everything(0)
+    model = GenerativeLearner(hidden_sizes=[8, 6], input_dim=12, num_classes=3, objective="rws", tied=tied,
+                              rbm_pretrain_epochs=2, rbm_cd_steps=2, self_consistency_per_class=0)
+    expected = copy.deepcopy(model.net)
+    x = BlobData().split_tensors("train")[0].double() / 255
+    pretrain_rbms(expected, x.float(), 2, 2, lr=model.hparams.lr, seed=stream_seed(0, "rbm_pretrain"))
+    seen = WeightsAtTrainStart()
+    t = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                   max_epochs=1, callbacks=[seen], default_root_dir=tmp_path)
+    t.fit(model, datamodule=BlobData())
+    # the weights the first training step starts from are exactly pretrain_rbms' (class layer untouched)
+    assert all(torch.equal(a, b) for a, b in zip(seen.weights, expected.parameters()))
+    assert not torch.equal(expected.W[0], copy.deepcopy(model).net.W[0])  # the fit trained on from there
+    # a resumed fit continues from its checkpoint's weights: no second pretraining
+    path = tmp_path / "epoch1.ckpt"
+    t.save_checkpoint(path)
+    monkeypatch.setattr(learner, "pretrain_rbms", lambda *a, **k: pytest.fail("pretrained again on resume"))
+    resumed = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         max_epochs=2, default_root_dir=tmp_path)
+    resumed.fit(GenerativeLearner.load_from_checkpoint(path, weights_only=True), datamodule=BlobData(),
+                ckpt_path=path)
+    assert resumed.current_epoch == 2
+
+
+def test_rbm_pretraining_without_the_training_tensors_is_one_clear_line():
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, rbm_pretrain_epochs=1)
+    with pytest.raises(ConfigError, match="needs a DataModule with split_tensors"):
+        trainer(max_epochs=1).fit(model, loader())
