@@ -53,6 +53,7 @@ def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_en
         ("untied.yaml", "tied", False),
         ("rws.yaml", "objective", "rws"),
         ("vimco.yaml", "objective", "vimco"),
+        ("rbm.yaml", "rbm_pretrain_epochs", 10),
     ],
 )
 def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
