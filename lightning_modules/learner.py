@@ -186,16 +186,17 @@ class GenerativeLearner(pl.LightningModule):
         if train is None:
             raise ConfigError("model.rbm_pretrain_epochs needs a DataModule with split_tensors('train') (the "
                               "MNIST-style DataModules have it); set model.rbm_pretrain_epochs 0")
+        x, cd, seed = train[0], self.hparams.get("rbm_cd_steps", 1), stream_seed(self.hparams.seed, "rbm_pretrain")
+        if self.trainer.fast_dev_run:  # a quick check of the whole fit: one batch, one epoch per layer
+            x, epochs = x[:128], 1
         # every rank pretrains alike (same data, same seed); rank 0's are broadcast: kernels may differ in bits
-        records = pretrain_rbms(self.net, train[0], epochs, self.hparams.get("rbm_cd_steps", 1), lr=self.hparams.lr,
-                                seed=stream_seed(self.hparams.seed, "rbm_pretrain"))
+        records = pretrain_rbms(self.net, x, epochs, cd, lr=self.hparams.lr, seed=seed)
         if self.trainer.world_size > 1:
             for p in self.net.parameters():
                 torch.distributed.broadcast(p.data, src=0)
         for r in records:
             rank_zero_info(f"RBM pretraining, layer {r['layer']} ({r['sizes'][0]}-{r['sizes'][1]}): reconstruction "
-                           f"error {r['reconstruction'][0]:.2f} -> {r['reconstruction'][-1]:.2f} per image over "
-                           f"{epochs} epoch(s) of CD-{self.hparams.get('rbm_cd_steps', 1)}")
+                           f"error {r['reconstruction'][0]:.2f} -> {r['reconstruction'][-1]:.2f} per image, CD-{cd}")
 
     def training_step(self, batch, batch_idx):
         x, y = self._inputs(batch)

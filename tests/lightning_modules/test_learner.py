@@ -320,3 +320,20 @@ def test_rbm_pretraining_without_the_training_tensors_is_one_clear_line():
     model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, rbm_pretrain_epochs=1)
     with pytest.raises(ConfigError, match="needs a DataModule with split_tensors"):
         trainer(max_epochs=1).fit(model, loader())
+
+
+def test_rbm_pretraining_under_fast_dev_run_is_one_batch_one_epoch(monkeypatch):
+    from lightning_modules import learner
+
+    calls = []
+    monkeypatch.setattr(learner, "pretrain_rbms", lambda net, x, epochs, *a, **k: calls.append((len(x), epochs)) or [])
+
+    class MoreBlobs(BlobData):
+        def split_tensors(self, split):
+            x, y = blobs(300)
+            return (x * 255).round().to(torch.uint8), y
+
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, rbm_pretrain_epochs=50)
+    pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               fast_dev_run=True).fit(model, datamodule=MoreBlobs())
+    assert calls == [(128, 1)]  # of 300 training images
