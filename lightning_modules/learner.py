@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -42,10 +43,9 @@ class GenerativeLearner(pl.LightningModule):
         generative_delay_epochs, generative_ramp_epochs: a schedule of the generative terms (every term of the
             training loss but -log q(y|x)): off for the first `delay` epochs, then ramped linearly to their
             weights over `ramp` epochs, per step (``train/generative_scale``); 0 and 0: no schedule.
-        rbm_pretrain_epochs: > 0 first pretrains every hidden layer's weights as an RBM, bottom-up, by this many
-            epochs of contrastive divergence (CD-`rbm_cd_steps`, Adam at `lr`) over the training images, before the
-            first training step of a fresh fit (not on resume): DBN-style initialisation of the tied weights
-            (``rbm.py``); an untied pair starts V as copies of the pretrained W.
+        rbm_pretrain_epochs: > 0 first pretrains each hidden layer as an RBM, bottom-up, by this many epochs of CD-
+            `rbm_cd_steps` (Adam at `lr`) on the training images, before the first step of a fresh fit (not on resume):
+            DBN-style initialisation of the tied weights (``rbm.py``); an untied pair starts V as the pretrained W.
         tied: share W between recognition (W) and generation (W^T); False is the untied ablation.
         optimizer, lr, weight_decay: see :func:`make_optimizer` (fused kernels where the device has them).
         eval_num_samples: K of the importance-sampled test log-likelihood.
@@ -182,6 +182,9 @@ class GenerativeLearner(pl.LightningModule):
         epochs = self.hparams.get("rbm_pretrain_epochs", 0)
         if not epochs or self.trainer.ckpt_path is not None:  # a resumed fit continues from pretrained weights
             return
+        if type(self.trainer.strategy) not in (SingleDeviceStrategy, DDPStrategy):  # others restore later, or shard
+            raise ConfigError(f"model.rbm_pretrain_epochs runs on one device or under DDP, not "
+                              f"{type(self.trainer.strategy).__name__}; use --trainer.strategy ddp or set it to 0")
         train = self._training_images()
         if train is None:
             raise ConfigError("model.rbm_pretrain_epochs needs a DataModule with split_tensors('train') (the "
@@ -191,9 +194,8 @@ class GenerativeLearner(pl.LightningModule):
             x, epochs = x[:128], 1
         # every rank pretrains alike (same data, same seed); rank 0's are broadcast: kernels may differ in bits
         records = pretrain_rbms(self.net, x, epochs, cd, lr=self.hparams.lr, seed=seed)
-        if self.trainer.world_size > 1:
-            for p in self.net.parameters():
-                torch.distributed.broadcast(p.data, src=0)
+        for p in self.net.parameters() if self.trainer.world_size > 1 else ():
+            torch.distributed.broadcast(p.data, src=0)
         for r in records:
             rank_zero_info(f"RBM pretraining, layer {r['layer']} ({r['sizes'][0]}-{r['sizes'][1]}): reconstruction "
                            f"error {r['reconstruction'][0]:.2f} -> {r['reconstruction'][-1]:.2f} per image, CD-{cd}")
@@ -207,9 +209,8 @@ class GenerativeLearner(pl.LightningModule):
                                      delay, ramp)
             out = scale_generative(out, scale, self.objective_kwargs.get("recognition_weight", 1.0))
             self._generative_scale = scale
-        # Each self.log costs Lightning bookkeeping comparable to a small model's step (reports/BENCH_NOTES.md,
-        # "hooks"), so step values are logged only when the logger will write them, and the epoch means are
-        # running sums here (checkpointed: a mid-epoch resume keeps them), logged once, at the last batch.
+        # Each self.log costs about a small model's step (reports/BENCH_NOTES.md, "hooks"): step values are logged only
+        # when the logger writes them; epoch means are running sums (checkpointed), logged once, at the last batch.
         if step_logs_due(self.trainer):
             self.log_dict({f"train/{k}_step": v for k, v in out.items()}, on_step=True, on_epoch=False)
         n = x.shape[0]
@@ -228,9 +229,8 @@ class GenerativeLearner(pl.LightningModule):
         return out
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets bookkeeping attributes such as _current_fx_name around every hook, dozens of times a
-        # step; nn.Module.__setattr__ first looks for a parameter, buffer or submodule of that name. A name
-        # already in __dict__ is none of those (nn.Module keeps them apart), so a plain value goes straight in.
+        # Lightning sets bookkeeping attributes (_current_fx_name...) dozens of times a step; nn.Module.__setattr__
+        # looks for a parameter, buffer or submodule of that name first. A name in __dict__ is none: straight in.
         if name in self.__dict__ and not isinstance(value, (torch.Tensor, torch.nn.Module)):
             object.__setattr__(self, name, value)
         else:

@@ -337,3 +337,16 @@ def test_rbm_pretraining_under_fast_dev_run_is_one_batch_one_epoch(monkeypatch):
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                fast_dev_run=True).fit(model, datamodule=MoreBlobs())
     assert calls == [(128, 1)]  # of 300 training images
+
+
+def test_rbm_pretraining_refuses_strategies_that_restore_after_fit_start_in_one_line():
+    """FSDP, DeepSpeed and the like restore a checkpoint after on_fit_start (a resume would pretrain again) and
+    shard the weights (rank 0's cannot simply be broadcast)."""
+    from types import SimpleNamespace
+
+    model = GenerativeLearner(hidden_sizes=[8], input_dim=12, num_classes=3, rbm_pretrain_epochs=1)
+    FSDPLike = type("FSDPStrategy", (), {})
+    model._trainer = SimpleNamespace(strategy=FSDPLike(), ckpt_path=None)
+    with pytest.raises(ConfigError, match="runs on one device or under DDP, not FSDPStrategy") as err:
+        model.on_fit_start()
+    assert "\n" not in str(err.value)
