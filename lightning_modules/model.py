@@ -118,11 +118,12 @@ class CoupledSigmoidNet(nn.Module):
         return torch.sigmoid(self.generate_logits(y, method))
 
     # ---- ancestral sampling ----
-    def sample_up(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        """Binary states [x0, x1, ..., onehot(y)] of the recognition SBN; grey x is read as pixel probabilities."""
+    def sample_up(self, x: Tensor, generator: torch.Generator | None = None, layers: int | None = None) -> list[Tensor]:
+        """Binary states [x0, x1, ..., onehot(y)] of the recognition SBN; grey x is read as pixel probabilities.
+        `layers`: sample only that many layers above x0, [x0, .., x_layers] (default: all, the class included)."""
         h = bernoulli(x, generator)
         states = [h]
-        for k in range(self.num_layers):
+        for k in range(self.num_layers if layers is None else layers):
             a = self.up_logits(k, h)
             if k < self.num_layers - 1:
                 h = bernoulli(torch.sigmoid(a), generator)

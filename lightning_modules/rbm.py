@@ -22,7 +22,7 @@ from .model import CoupledSigmoidNet, bernoulli
 
 def free_energy(net: CoupledSigmoidNet, k: int, u: Tensor) -> Tensor:
     """F(u) = -c_k^T u - Σ_j softplus(W_k u + b_k)_j of layer k's RBM, so that p(u) ∝ exp(-F(u)); shape (B,)."""
-    return -(u @ net.c[k]) - F.softplus(F.linear(u, net.W[k], net.b[k])).sum(-1)
+    return -(u @ net.c[k]) - F.softplus(net.up_logits(k, u)).sum(-1)
 
 
 def gibbs_chain(
@@ -33,7 +33,7 @@ def gibbs_chain(
     with torch.no_grad():
         probs = u
         for _ in range(steps):
-            v = bernoulli(torch.sigmoid(F.linear(u, net.W[k], net.b[k])), generator)
+            v = bernoulli(torch.sigmoid(net.up_logits(k, u)), generator)
             probs = torch.sigmoid(F.linear(v, net.W[k].t(), net.c[k]))
             u = bernoulli(probs, generator)
     return u, probs
@@ -47,18 +47,8 @@ def cd_loss(
     expectation from the chains (constants: no gradient through them), the hidden units summed out.
     ``reconstruction``: squared error of the last sweep's p(u|v) against u, per example, for monitoring."""
     u_model, probs = gibbs_chain(net, k, u, steps, generator)
-    f_data = free_energy(net, k, u).mean()
-    loss = f_data - free_energy(net, k, u_model).mean()
-    return {"loss": loss, "free_energy": f_data.detach(), "reconstruction": ((u - probs) ** 2).sum(-1).mean()}
-
-
-def recognised_states(net: CoupledSigmoidNet, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-    """x_k of the recognition SBN: x0 ~ Bern(x) (dynamic binarization), then sampled up k layers (no gradient)."""
-    with torch.no_grad():
-        h = bernoulli(x, generator)
-        for j in range(k):
-            h = bernoulli(torch.sigmoid(F.linear(h, net.W[j], net.b[j])), generator)
-    return h
+    loss = free_energy(net, k, u).mean() - free_energy(net, k, u_model).mean()
+    return {"loss": loss, "reconstruction": ((u - probs) ** 2).sum(-1).mean()}
 
 
 def pretrain_rbms(
@@ -89,7 +79,9 @@ def pretrain_rbms(
                 total, n = x_train.new_zeros(()), 0  # summed on the device: no host sync per step
                 for idx in torch.randperm(x_train.shape[0], generator=g_cpu).split(batch_size):
                     x = x_train[idx.to(device)].to(net.W[k].dtype)
-                    out = cd_loss(net, k, recognised_states(net, x, k, g), cd_steps, g)
+                    with torch.no_grad():  # x_k as the layers below recognise it, x0 ~ Bern(x) binarized afresh
+                        u = net.sample_up(x, g, layers=k)[-1]
+                    out = cd_loss(net, k, u, cd_steps, g)
                     opt.zero_grad(set_to_none=True)
                     out["loss"].backward()
                     opt.step()
