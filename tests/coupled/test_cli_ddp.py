@@ -39,10 +39,12 @@ def test_two_process_validate_equals_one_process(cli_env, trained_run, tiny_data
 
 def test_test_metrics_after_a_ddp_fit_are_logged_at_the_last_training_step(cli_env, tiny_data, decoded_cache):
     """Issue #14, point 11: under DDP the test after fit ran in a fresh Trainer and logged at step 0.
-    The fit also pretrains its hidden layer as an RBM, which under DDP ends in a broadcast of rank 0's weights."""
+    The fit also pretrains its hidden layer as an RBM, from other weights on rank 1 (``SkewThenCheckRanks``), which
+    then checks that the broadcast of rank 0's pretrained weights left every rank with the same ones."""
     args = ["fit", "--config", MNIST, *tiny_args(tiny_data), "--trainer.max_epochs", "2", "--trainer.devices", "2",
             "--trainer.strategy", "ddp", "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
-            "--trainer.logger.save_dir", "csv", "--model.rbm_pretrain_epochs", "1"]
+            "--trainer.logger.save_dir", "csv", "--model.rbm_pretrain_epochs", "1",
+            "--trainer.callbacks+=tests.coupled.ddp_probe.SkewThenCheckRanks"]
     proc = run_cli(args, subprocess_env(cli_env, decoded_cache), cli_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout + proc.stderr).count("RBM pretraining, layer 1 (64-16)") == 1  # rank zero's line
