@@ -37,6 +37,7 @@ def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_en
     cfg = _print_config(_configs("mnist.yaml"), capsys)
     assert cfg["model"]["objective"] == "rws" and cfg["model"]["tied"] is True
     assert cfg["model"]["objective_kwargs"]["num_samples"] == 5 and cfg["model"]["fitted_proposal_steps"] > 0
+    assert cfg["model"]["rbm_pretrain_epochs"] == 10 and paper["model"]["rbm_pretrain_epochs"] == 0
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
     assert cfg["checkpoint"]["monitor"] == "val/acc" and cfg["checkpoint"]["mode"] == "max"
     assert cfg["trainer"]["logger"]["class_path"].endswith("WandbLogger")
@@ -53,7 +54,6 @@ def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_en
         ("untied.yaml", "tied", False),
         ("rws.yaml", "objective", "rws"),
         ("vimco.yaml", "objective", "vimco"),
-        ("rbm.yaml", "rbm_pretrain_epochs", 10),
     ],
 )
 def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
@@ -61,6 +61,13 @@ def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
     assert cfg["model"][key] == value
     assert cfg["model"]["hidden_sizes"] == [512, 512]  # the rest comes from mnist.yaml
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
+
+
+def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
+    """mnist.yaml pretrains already; the overlay is for the others (the paper's experiment, Fashion-MNIST)."""
+    cfg = _print_config([*_configs("symmetric.yaml"), "--config", str(CONFIGS / "rbm.yaml")], capsys)
+    assert cfg["model"]["rbm_pretrain_epochs"] == 10 and cfg["model"]["rbm_cd_steps"] == 1
+    assert cfg["model"]["objective"] == "symmetric"
 
 
 def test_ddp_overlay_sets_strategy_flags(cli_env, capsys):
