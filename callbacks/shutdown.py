@@ -130,17 +130,15 @@ class GracefulShutdown(Callback):
             self._restore()
         if not (isinstance(exception, SIGTERMException) or self._received):
             return
+        if self.saved_path is None and trainer.global_step <= self._start_step:  # e.g. during RBM pretraining
+            if trainer.is_global_zero:
+                print("received SIGTERM before the first training step: no checkpoint saved", file=sys.stderr,
+                      flush=True)
+            return
         if self._distributed:  # saved at a batch end, where the ranks agreed; an exception may be one rank's own,
             return             # and a save here would wait for ranks that are not there
         if self.saved_path is None:
-            if trainer.global_step > self._start_step:
-                self._save(trainer)
-            elif trainer.is_global_zero:
-                print(
-                    "received SIGTERM before the first training step: no checkpoint saved",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            self._save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._distributed:  # every rank ends training here: agree on a signal that came after the last batch

@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -20,7 +19,7 @@ from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
 from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, scale_generative
 from .optim import make_optimizer
-from .rbm import pretrain_rbms
+from .pretraining import pretrain_in_fit
 from .seeds import stream_generator, stream_seed
 from .self_consistency import score_samples_sharded
 from .settings import check_settings
@@ -182,23 +181,8 @@ class GenerativeLearner(pl.LightningModule):
         epochs = self.hparams.get("rbm_pretrain_epochs", 0)
         if not epochs or self.trainer.ckpt_path is not None:  # a resumed fit continues from pretrained weights
             return
-        if type(self.trainer.strategy) not in (SingleDeviceStrategy, DDPStrategy):  # others restore later, or shard
-            raise ConfigError(f"model.rbm_pretrain_epochs runs on one device or under DDP, not "
-                              f"{type(self.trainer.strategy).__name__}; use --trainer.strategy ddp or set it to 0")
-        train = self._training_images()
-        if train is None:
-            raise ConfigError("model.rbm_pretrain_epochs needs a DataModule with split_tensors('train') (the "
-                              "MNIST-style DataModules have it); set model.rbm_pretrain_epochs 0")
-        x, cd, seed = train[0], self.hparams.get("rbm_cd_steps", 1), stream_seed(self.hparams.seed, "rbm_pretrain")
-        if self.trainer.fast_dev_run:  # a quick check of the whole fit: one batch, one epoch per layer
-            x, epochs = x[:128], 1
-        # every rank pretrains alike (same data, same seed); rank 0's are broadcast: kernels may differ in bits
-        records = pretrain_rbms(self.net, x, epochs, cd, lr=self.hparams.lr, seed=seed)
-        for p in self.net.parameters() if self.trainer.world_size > 1 else ():
-            torch.distributed.broadcast(p.data, src=0)
-        for r in records:
-            rank_zero_info(f"RBM pretraining, layer {r['layer']} ({r['sizes'][0]}-{r['sizes'][1]}): reconstruction "
-                           f"error {r['reconstruction'][0]:.2f} -> {r['reconstruction'][-1]:.2f} per image, CD-{cd}")
+        pretrain_in_fit(self.trainer, self.net, self._training_images, epochs, self.hparams.get("rbm_cd_steps", 1),
+                        lr=self.hparams.lr, seed=stream_seed(self.hparams.seed, "rbm_pretrain"))
 
     def training_step(self, batch, batch_idx):
         x, y = self._inputs(batch)

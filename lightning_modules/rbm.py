@@ -13,6 +13,8 @@ An untied pair starts its generation weights V as copies of the pretrained W (th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -59,12 +61,14 @@ def pretrain_rbms(
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
-) -> list[dict]:
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict] | None:
     """Fits W_k, b_k, c_k of every hidden layer k (not the class layer), bottom-up, by `epochs` epochs of CD each
     (Adam at `lr`, shuffled batches of the grey training images x_train in [0, 1], binarized afresh), in place.
 
     Everything is drawn from generators seeded by `seed`: the same call gives the same weights. Returns one
-    record per layer: its sizes and the mean reconstruction error of its first and last epoch.
+    record per layer: its sizes and the mean reconstruction error of its first and last epoch; or None, with the
+    weights part-trained, as soon as `should_stop()` (asked before every batch) says so.
     """
     records = []
     device = x_train.device
@@ -78,6 +82,8 @@ def pretrain_rbms(
             for _ in range(epochs):
                 total, n = x_train.new_zeros(()), 0  # summed on the device: no host sync per step
                 for idx in torch.randperm(x_train.shape[0], generator=g_cpu).split(batch_size):
+                    if should_stop is not None and should_stop():
+                        return None
                     x = x_train[idx.to(device)].to(net.W[k].dtype)
                     with torch.no_grad():  # x_k as the layers below recognise it, x0 ~ Bern(x) binarized afresh
                         u = net.sample_up(x, g, layers=k)[-1]

@@ -93,3 +93,26 @@ def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, d
     assert whole.returncode == 0, whole.stderr[-3000:]
     a, b = _weights(folder / "last.ckpt"), _weights(tmp_path / "runs" / "whole" / "checkpoints" / "last.ckpt")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
+def test_sigterm_during_rbm_pretraining_stops_with_one_line_and_status_0(tmp_path, tiny_data, decoded_cache,
+                                                                          devices):
+    """Pretraining runs in on_fit_start, before Lightning's own SIGTERM handler exists: the default action ended
+    the process with -15 and no word (seen before lightning_modules/pretraining.py). Now it stops at the next
+    batch; under DDP the signal reaches the launcher only, and both ranks stop."""
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    env = {**subprocess_env(tmp_path, decoded_cache), "COUPLED_RUN_ID": "pre"}
+    proc = subprocess.Popen(_fit(tmp_path, "pre", devices, "--model.rbm_pretrain_epochs", "1000000"), cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    while "RBM pretraining: 1000000 epochs" not in seen:  # printed inside the window that catches the signal
+        line = proc.stdout.readline()
+        assert line, seen[-3000:]  # the fit ended before pretraining began
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (seen + out)[-3000:]
+    assert out.count("received SIGTERM before the first training step: no checkpoint saved") == 1, out[-3000:]
+    assert "reconstruction error" not in out  # it stopped inside pretraining, not after it
+    assert not list((tmp_path / "runs" / "pre").rglob("*.ckpt"))

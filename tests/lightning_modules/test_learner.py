@@ -288,7 +288,7 @@ class WeightsAtTrainStart(pl.Callback):
 def test_rbm_pretraining_runs_before_the_first_step_of_a_fresh_fit_only(tmp_path, monkeypatch, tied):
     import copy
 
-    from lightning_modules import learner
+    from lightning_modules import pretraining
     from lightning_modules.rbm import pretrain_rbms
     from lightning_modules.seeds import stream_seed
 
@@ -308,7 +308,7 @@ def test_rbm_pretraining_runs_before_the_first_step_of_a_fresh_fit_only(tmp_path
     # a resumed fit continues from its checkpoint's weights: no second pretraining
     path = tmp_path / "epoch1.ckpt"
     t.save_checkpoint(path)
-    monkeypatch.setattr(learner, "pretrain_rbms", lambda *a, **k: pytest.fail("pretrained again on resume"))
+    monkeypatch.setattr(pretraining, "pretrain_rbms", lambda *a, **k: pytest.fail("pretrained again on resume"))
     resumed = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                          max_epochs=2, default_root_dir=tmp_path)
     resumed.fit(GenerativeLearner.load_from_checkpoint(path, weights_only=True), datamodule=BlobData(),
@@ -323,10 +323,11 @@ def test_rbm_pretraining_without_the_training_tensors_is_one_clear_line():
 
 
 def test_rbm_pretraining_under_fast_dev_run_is_one_batch_one_epoch(monkeypatch):
-    from lightning_modules import learner
+    from lightning_modules import pretraining
 
     calls = []
-    monkeypatch.setattr(learner, "pretrain_rbms", lambda net, x, epochs, *a, **k: calls.append((len(x), epochs)) or [])
+    monkeypatch.setattr(pretraining, "pretrain_rbms",
+                        lambda net, x, epochs, *a, **k: calls.append((len(x), epochs)) or [])
 
     class MoreBlobs(BlobData):
         def split_tensors(self, split):

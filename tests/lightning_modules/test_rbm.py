@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lightning_modules.model import CoupledSigmoidNet
 from lightning_modules.rbm import cd_loss, free_energy, gibbs_chain, pretrain_rbms
 
 from .test_model import all_states, tiny_net
@@ -84,3 +85,14 @@ def test_pretraining_raises_the_exact_rbm_likelihood_and_leaves_the_class_layer(
     again = tiny_net([6, 4, 3, 3], tied=tied, std=0.1)
     pretrain_rbms(again, x, epochs=20, batch_size=32, lr=0.05, seed=1)
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), net.parameters()))  # seeded: reproducible
+
+
+def test_pretraining_stops_when_asked():
+    net = CoupledSigmoidNet([5, 4, 3, 3])
+    before = {k: p.detach().clone() for k, p in net.named_parameters()}
+    calls = []
+    stop = lambda: calls.append(1) or len(calls) > 3  # noqa: E731
+    assert pretrain_rbms(net, torch.rand(64, 5), 100, batch_size=16, should_stop=stop) is None
+    assert len(calls) == 4  # asked before every batch: three batches ran, all of the first layer
+    changed = {k for k, p in net.named_parameters() if not torch.equal(p, before[k])}
+    assert changed == {"W.0", "b.0", "c.0"}
