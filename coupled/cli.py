@@ -64,6 +64,7 @@ from .trainer import (
     check_fit_ckpt_path,
     check_same_data,
     check_seed,
+    check_seeds_agree,
     check_val_check_interval,
     last_checkpoint,
     test_after_fit,
@@ -198,6 +199,8 @@ class CoupledCLI(LightningCLI):
         if not subcommand:
             return
         cfg = self.config[subcommand]
+        data_args = cfg.data.get("init_args") if cfg.get("data") is not None else None
+        check_seeds_agree(cfg.model.get("seed"), data_args.get("seed") if data_args is not None else None)
         folder = str(self.run_dir)
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)  # before W&B starts: it looks for a git root there

@@ -171,6 +171,15 @@ def check_seed(seed: Any) -> None:
                           f"for a random one)")
 
 
+def check_seeds_agree(model_seed: Any, data_seed: Any) -> None:
+    """Lightning logs the model's and the DataModule's hyperparameters as one set and refuses two values of `seed`,
+    but only once the loggers start: after RBM pretraining, or a test's checkpoint load. Say so before anything."""
+    if model_seed is not None and data_seed is not None and model_seed != data_seed:
+        raise ConfigError(f"model.seed is {model_seed} and data.seed {data_seed}: Lightning logs both as the one "
+                          f"hyperparameter `seed`, so give them one value: --data.seed {model_seed} (a checkpoint's "
+                          f"model.seed is its run's), or --model.seed {data_seed} in a fresh fit")
+
+
 def check_fit_ckpt_path(local: str | None, folder: Any) -> None:
     """`fit --ckpt_path hpc|registry|best`: Lightning's special names that a new fit cannot start from here."""
     if local == "hpc" and not list(folder.glob("hpc_ckpt_*.ckpt")):

@@ -171,7 +171,8 @@ def fit_args(args, row: dict, settings: dict, reference: dict | None) -> list[st
             cli += ["--config", OVERLAY[row["objective"]]]
         if not row["tied"]:
             cli += ["--config", "configs/untied.yaml"]
-        cli += ["--seed_everything", str(row["seed"]), "--data.seed", str(row["seed"]),
+        seed = str(row["seed"])  # the model's and the data's own seeds too: Lightning refuses two values of `seed`
+        cli += ["--seed_everything", seed, "--data.seed", seed, "--model.seed", seed,
                 "--trainer.max_epochs", str(row.get("epochs", settings["epochs"])),
                 "--model.lr_schedule", _flag(row.get("lr_schedule", RECIPE["lr_schedule"])),
                 "--model.hidden_sizes", json.dumps(row.get("hidden_sizes", RECIPE["hidden_sizes"]))]

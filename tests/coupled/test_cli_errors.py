@@ -147,6 +147,8 @@ CASES: list[tuple[str, Args, list[str]]] = [
      ["model.sizes [100, 16, 10] do not match the data's input size 64", "model.hidden_sizes"]),
     ("zero_hidden_size", _const("--model.hidden_sizes", "[16, 0]"), ["positive layer sizes", "[64, 16, 0, 10]"]),
     ("negative_hidden_size", _const("--model.hidden_sizes", "[-3]"), ["positive layer sizes", "[64, -3, 10]"]),
+    ("seeds_disagree", _const("--data.seed", "1"),  # Lightning refused it only once its loggers started
+     ["model.seed is 0 and data.seed 1", "give them one value: --data.seed 0", "or --model.seed 1 in a fresh fit"]),
     ("lr_zero", _const("--model.lr", "0"), ["lr must be > 0, got 0"]),
     ("lr_negative", _const("--model.lr", "-0.1"), ["lr must be > 0, got -0.1"]),
     ("lr_not_a_number", _const("--model.lr", "abc"), ['Parser key "model.lr"', "float", "abc"]),
