@@ -166,9 +166,8 @@ def fit_args(args, row: dict, settings: dict, reference: dict | None) -> list[st
             cli += ["--trainer.max_epochs", str(settings["epochs"]), "--model.fitted_proposal_steps", "20",
                     *evaluation]
     else:
-        cli = ["fit", "--config", BASE_CONFIG[row["dataset"]]]
-        if OVERLAY[row["objective"]]:
-            cli += ["--config", OVERLAY[row["objective"]]]
+        cli = ["fit", "--config", BASE_CONFIG[row["dataset"]]] + (["--config", OVERLAY[row["objective"]]]
+                                                                  if OVERLAY[row["objective"]] else [])
         if not row["tied"]:
             cli += ["--config", "configs/untied.yaml"]
         seed = str(row["seed"])  # the model's and the data's own seeds too: Lightning refuses two values of `seed`
