@@ -5,7 +5,8 @@ A SIGTERM: Lightning registers its own handler only after ``on_fit_start``, so t
 the process at once, with status -15 and no word. Within :func:`sigterm_requests` a SIGTERM only sets a flag,
 pretraining polls it before every batch and stops, and Lightning's ``SIGTERMException`` ends the fit with status 0
 and the graceful-stop callback's one line (nothing is saved: no step was taken). Under DDP the signal reaches one
-rank (the launcher); the poll is an all-reduce, so every rank stops at the same batch and none is left waiting.
+rank (the launcher); the poll is then an all-reduce, every ``DDP_POLL_EVERY`` batches (each one syncs the device),
+so every rank stops at the same batch and none is left waiting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from torch import Tensor
 from .errors import ConfigError
 from .model import CoupledSigmoidNet
 from .rbm import pretrain_rbms
+
+DDP_POLL_EVERY = 16  # batches between DDP's all-reduces of the flag: a stop waits at most this many CD steps
 
 
 def pretrain_in_fit(trainer, net: CoupledSigmoidNet, training_images: Callable[[], tuple[Tensor, Tensor] | None],
@@ -45,7 +48,8 @@ def pretrain_in_fit(trainer, net: CoupledSigmoidNet, training_images: Callable[[
         rank_zero_info(f"RBM pretraining: {epochs} epochs of CD-{cd_steps} on {x.shape[0]} images for each of "
                        f"{net.num_layers - 1} hidden layers")
         records = pretrain_rbms(net, x, epochs, cd_steps, lr=lr, seed=seed, should_stop=stop)
-    if records is None:
+        stopped = records is None or stop(now=True)  # a signal after DDP's last vote still stops the fit
+    if stopped:
         raise SIGTERMException
     for p in net.parameters() if trainer.world_size > 1 else ():
         torch.distributed.broadcast(p.data, src=0)
@@ -57,14 +61,18 @@ def pretrain_in_fit(trainer, net: CoupledSigmoidNet, training_images: Callable[[
 @contextmanager
 def sigterm_requests(trainer) -> Iterator[Callable[[], bool]]:
     """Yields ``requested()``: True once a SIGTERM reached this process (under DDP: any rank; every rank must call
-    it at the same points). Restores the previous handler on exit. Off the main thread no handler can be set and
-    ``requested()`` stays False."""
+    it at the same points; they vote at every ``DDP_POLL_EVERY``-th call, from the first, and when `now`). Restores the previous
+    handler on exit. Off the main thread no handler can be set and ``requested()`` stays False."""
     received: list[int] = []
+    calls = [0]
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum)) if main else None
 
-    def requested() -> bool:
+    def requested(now: bool = False) -> bool:
         if trainer.world_size > 1:
+            calls[0] += 1
+            if (calls[0] - 1) % DDP_POLL_EVERY and not now:
+                return False
             return bool(trainer.strategy.reduce_boolean_decision(bool(received), all=False))
         return bool(received)
 

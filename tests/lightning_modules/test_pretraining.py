@@ -6,7 +6,7 @@ import os
 import signal
 from types import SimpleNamespace
 
-from lightning_modules.pretraining import sigterm_requests
+from lightning_modules.pretraining import DDP_POLL_EVERY, sigterm_requests
 
 
 def test_a_sigterm_inside_the_window_is_a_request_and_the_old_handler_comes_back():
@@ -34,4 +34,20 @@ def test_under_ddp_the_request_is_the_ranks_any():
     trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision))
     with sigterm_requests(trainer) as requested:
         assert requested()  # this rank got nothing, another did: stop here too
-    assert votes == [(False, False)]  # its own "no", reduced with any(), not all()
+        assert not any(requested() for _ in range(DDP_POLL_EVERY - 1))  # no collective between votes
+        assert requested() and requested(now=True)
+    assert votes == [(False, False)] * 3  # its own "no", reduced with any(), not all(); once per DDP_POLL_EVERY
+
+
+def test_under_ddp_a_signal_between_votes_waits_for_the_next_or_for_now():
+    def reduce_boolean_decision(decision, all=True):
+        return decision  # the only rank: the vote is its own flag
+
+    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision))
+    old = signal.getsignal(signal.SIGTERM)
+    with sigterm_requests(trainer) as requested:
+        assert not requested()  # the first call votes: nothing yet
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert not requested()  # not a voting call: the flag waits
+        assert requested(now=True)  # pretraining's last call votes whatever the count (pretrain_in_fit)
+    assert signal.getsignal(signal.SIGTERM) is old
