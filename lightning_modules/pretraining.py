@@ -3,7 +3,7 @@
 
 A SIGTERM: Lightning registers its own handler only after ``on_fit_start``, so the default action would end
 the process at once, with status -15 and no word. Within :func:`sigterm_requests` a SIGTERM only sets a flag,
-pretraining polls it before every batch and stops, and Lightning's ``SIGTERMException`` ends the fit with status 0
+pretraining polls it between batches and stops, and Lightning's ``SIGTERMException`` ends the fit with status 0
 and the graceful-stop callback's one line (nothing is saved: no step was taken). Under DDP the signal reaches one
 rank (the launcher); the poll is then an all-reduce, every ``DDP_POLL_EVERY`` batches (each one syncs the device),
 so every rank stops at the same batch and none is left waiting.
@@ -61,8 +61,8 @@ def pretrain_in_fit(trainer, net: CoupledSigmoidNet, training_images: Callable[[
 @contextmanager
 def sigterm_requests(trainer) -> Iterator[Callable[[], bool]]:
     """Yields ``requested()``: True once a SIGTERM reached this process (under DDP: any rank; every rank must call
-    it at the same points; they vote at every ``DDP_POLL_EVERY``-th call, from the first, and when `now`). Restores the previous
-    handler on exit. Off the main thread no handler can be set and ``requested()`` stays False."""
+    it at the same points; they vote at every ``DDP_POLL_EVERY``-th call, from the first, and when `now`).
+    Restores the previous handler on exit. Off the main thread no handler can be set and ``requested()`` stays False."""
     received: list[int] = []
     calls = [0]
     main = threading.current_thread() is threading.main_thread()
