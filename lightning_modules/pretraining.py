@@ -64,14 +64,15 @@ def sigterm_requests(trainer) -> Iterator[Callable[[], bool]]:
     it at the same points; they vote at every ``DDP_POLL_EVERY``-th call, from the first, and when `now`).
     Restores the previous handler on exit. Off the main thread no handler can be set and ``requested()`` stays False."""
     received: list[int] = []
-    calls = [0]
+    calls = 0
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum)) if main else None
 
     def requested(now: bool = False) -> bool:
+        nonlocal calls
         if trainer.world_size > 1:
-            calls[0] += 1
-            if (calls[0] - 1) % DDP_POLL_EVERY and not now:
+            calls += 1
+            if (calls - 1) % DDP_POLL_EVERY and not now:
                 return False
             return bool(trainer.strategy.reduce_boolean_decision(bool(received), all=False))
         return bool(received)
