@@ -116,6 +116,7 @@ def rws(
     q_weight: float = 1.0,
     sleep_weight: float = 0.0,
     recognition_weight: float = 1.0,
+    generative_class_weight: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -125,10 +126,16 @@ def rws(
     -∇ log p(x|y), so it approaches the exact gradient as K grows; the q-term -Σ w~_k log q(h^k|x) fits q
     to the posterior (wake-q); sleep is wake-sleep's dreamed -log q(h~, y|x~); plus the deterministic
     -log q(y|x). `bound` is the K-sample bound log (1/K) Σ_k w_k, logged, not trained on.
+
+    `generative_class_weight` adds -log p(y|x) of the generator read as a classifier by Bayes' rule: log p(x|y)
+    is worth at most log C nats of log p(x, y), so the likelihood alone barely asks the generator to use y.
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
     log_p = net.log_p_given_class(states, y_rep).view_as(log_q)
+    extra = {}
+    if generative_class_weight:
+        extra["generative_class"] = generative_class(net, states, log_p, log_q, y)
     with torch.no_grad():
         log_w = log_p - log_q
         w = torch.softmax(log_w, 0)
@@ -137,7 +144,9 @@ def rws(
     q_term = -(w * log_q).sum(0).mean()
     rec = F.cross_entropy(net.recognize(x), y)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
-    out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
+    out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound, **extra}
+    if extra:
+        loss = loss + generative_class_weight * extra["generative_class"]
     if sleep_weight:
         with torch.no_grad():
             down = net.sample_down(y, generator)[:-1]
@@ -145,6 +154,21 @@ def rws(
         loss = loss + sleep_weight * sleep
         out["sleep"] = sleep
     return {"loss": loss, **out}
+
+
+def generative_class(net: CoupledSigmoidNet, states: list[Tensor], log_p: Tensor, log_q: Tensor, y: Tensor) -> Tensor:
+    """Batch mean of -log p(y|x) = -log p(x|y) p(y) / Σ_c p(x|c) p(c), each p(x|c) by importance sampling with
+    the same K states: q(h|x) does not read y and only the top factor p(x_(n-1) | y) does, so every class costs
+    one (K B, C) product. As in the p-term, the gradient reaches p only (RWS's weights per class)."""
+    K, B = log_q.shape
+    top, C = states[-1], net.num_classes
+    eye = torch.eye(C, dtype=top.dtype, device=top.device)
+    A = net.down_logits(net.num_layers - 1, eye)  # (C, d): logits of p(x_(n-1) | c) for every class c
+    log_top = top @ A.t() - F.softplus(A).sum(-1)  # (K B, C): log p(x_(n-1)^k | c)
+    own = log_top.gather(1, y.repeat(K).long().unsqueeze(1)).squeeze(1).view(K, B)
+    log_w = (log_p - own - log_q.detach()).unsqueeze(-1) + log_top.view(K, B, C)  # log p(x, h^k | c) / q(h^k|x)
+    log_px = torch.logsumexp(log_w, 0) - math.log(K)  # (B, C): log p(x | c) estimated
+    return F.cross_entropy(log_px + torch.log_softmax(net.prior_logits, -1), y.long())
 
 
 def vimco(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet
-from lightning_modules.objectives import sample_q
+from lightning_modules.objectives import generative_class, sample_q
 
 from .test_model import tiny_net as _tiny_net
 
@@ -182,3 +182,59 @@ def test_multisample_objectives_train_a_tiny_model(name, kwargs):
         out["loss"].backward()
         opt.step()
     assert out["bound"].item() > first + 0.5
+
+
+def exact_log_posterior(net, x, y):
+    """log p(y|x) of the generator by Bayes' rule, every hidden state and class enumerated."""
+    log_px = torch.stack([exact_log_p(net, x, torch.tensor(c)) for c in range(net.num_classes)])
+    joint = log_px + torch.log_softmax(net.prior_logits, -1)
+    return joint[y] - torch.logsumexp(joint, 0)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_generative_class_term_over_every_hidden_state_is_the_exact_posterior_and_its_gradient(tied):
+    """With all S hidden states as the "samples" and log q = 0, the estimate's sum over states is exact:
+    value and gradient of -log p(y|x) match enumeration (the -log K it subtracts cancels across classes)."""
+    net = tiny_net(tied, std=1.0)
+    x, y = data(net)
+    target = -torch.stack([exact_log_posterior(net, x[i], y[i]) for i in range(len(y))]).mean()
+    exact = flat_grad(net, target)
+    H, B = hidden_states(net), len(y)
+    S = H[0].shape[0]
+    states = [x.repeat(S, 1)] + [h.repeat_interleave(B, 0) for h in H]  # sample-major rows
+    log_p = net.log_p_given_class(states, y.repeat(S)).view(S, B)
+    value = generative_class(net, states, log_p, torch.zeros_like(log_p), y)
+    assert value.item() == pytest.approx(target.item(), abs=1e-10)
+    assert torch.allclose(flat_grad(net, value), exact, atol=1e-12)
+    assert target.item() > 0.05 and exact.norm() > 0  # the classes are not trivially apart
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_rws_generative_class_term_approaches_the_exact_generative_posterior_as_K_grows(tied):
+    net = tiny_net(tied, std=1.0)
+    x, y = data(net)
+    target = -torch.stack([exact_log_posterior(net, x[i], y[i]) for i in range(len(y))]).mean()
+    exact = flat_grad(net, target)
+    values, errors = {}, {}
+    for K in (10, 1000, 100000):
+        g = torch.Generator().manual_seed(0)
+        out = OBJECTIVES["rws"](net, x, y, num_samples=K, generation_weight=0.0, q_weight=0.0,
+                                recognition_weight=0.0, generative_class_weight=1.0, generator=g)
+        values[K] = out["generative_class"].item()
+        errors[K] = ((flat_grad(net, out["loss"]) - exact).norm() / exact.norm()).item()
+    # a ratio of self-normalised estimates: O(1/K) bias, O(1/sqrt(K)) noise. The exact gradient is a small
+    # difference of per-class gradients, so its relative error falls from several times its size to ~50%.
+    assert values[100000] == pytest.approx(target.item(), abs=0.03), (values, target.item())
+    assert errors[100000] < 0.8 and errors[100000] < errors[1000] < errors[10], errors
+
+
+def test_rws_generative_class_term_is_off_by_default_and_adds_its_weight():
+    net = tiny_net(True)
+    x, y = data(net)
+    kw = dict(num_samples=3, generation_weight=0.5, q_weight=0.5)
+    plain = OBJECTIVES["rws"](net, x, y, generator=torch.Generator().manual_seed(0), **kw)
+    both = OBJECTIVES["rws"](net, x, y, generator=torch.Generator().manual_seed(0), generative_class_weight=0.25, **kw)
+    assert "generative_class" not in plain
+    assert both["bound"].item() == plain["bound"].item()  # the same draws
+    assert both["loss"].item() == pytest.approx(plain["loss"].item() + 0.25 * both["generative_class"].item(),
+                                                abs=1e-12)
