@@ -1,19 +1,35 @@
 """Where do a model's ancestral samples lose their class? For each layer k, the recognition network's accuracy on
 states sampled from the generator down to layer k (y -> x_(L-1) -> ... -> x_k), recognised from x_k upward by the
 deterministic pass; k = 0 is the usual self-consistency of binary samples. Also how class-dependent the top
-layer's generative distribution p(x_(L-1) | y) is.
+layer's generative distribution p(x_(L-1) | y) is, and (with test images) the same walk down started from the
+top state q gives a real image instead of one drawn from p(x_(L-1) | y): if that keeps the class and the prior's
+walk does not, the samples lose it to the factorial prior (its holes), not to the layers below.
 
-    python -m scripts.sample_layers NAME=CKPT [NAME=CKPT ...] [--per-class 500] [--seed 0]
+    python -m scripts.sample_layers NAME=CKPT [NAME=CKPT ...] [--per-class 500] [--seed 0] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from coupled import load
-from lightning_modules.model import CoupledSigmoidNet
+from lightning_modules.model import CoupledSigmoidNet, bernoulli
+
+
+def _accuracies(net: CoupledSigmoidNet, states: list[Tensor], y: Tensor) -> list[float]:
+    """The deterministic pass's accuracy from each of states [x0, .., x_m] upward."""
+    out = []
+    for k, h in enumerate(states):
+        for j in range(k, net.num_layers):
+            a = net.up_logits(j, h)
+            h = torch.sigmoid(a) if j < net.num_layers - 1 else a
+        out.append((h.argmax(-1) == y).float().mean().item())
+    return out
 
 
 @torch.no_grad()
@@ -21,14 +37,20 @@ def layer_consistency(net: CoupledSigmoidNet, per_class: int, seed: int = 0) -> 
     """[accuracy from x_0, from x_1, ..., from x_(L-1)] on `per_class` ancestral samples of each class."""
     y = torch.arange(net.num_classes).repeat(per_class)
     states = net.sample_down(y, torch.Generator().manual_seed(seed))  # [x0, x1, ..., onehot(y)]
-    out = []
-    for k in range(net.num_layers):
-        h = states[k]
-        for j in range(k, net.num_layers):
-            a = net.up_logits(j, h)
-            h = torch.sigmoid(a) if j < net.num_layers - 1 else a
-        out.append((h.argmax(-1) == y).float().mean().item())
-    return out
+    return _accuracies(net, states[:-1], y)
+
+
+@torch.no_grad()
+def posterior_top_consistency(net: CoupledSigmoidNet, x: Tensor, y: Tensor, seed: int = 0) -> list[float]:
+    """[accuracy from x_0, .., from x_(L-2)] of walks down from x_(L-1) ~ q(. | x) of real images x (labels y),
+    instead of from p(x_(L-1) | y): the layers below the top exactly as in `layer_consistency`."""
+    g = torch.Generator().manual_seed(seed)
+    h = net.sample_up(x, g, layers=net.num_layers - 1)[-1]
+    states = []
+    for k in reversed(range(net.num_layers - 1)):
+        h = bernoulli(torch.sigmoid(net.down_logits(k, h)), g)
+        states.append(h)
+    return _accuracies(net, states[::-1], y)
 
 
 @torch.no_grad()
@@ -43,15 +65,28 @@ def main(argv=None) -> None:
     p.add_argument("models", nargs="+", help="NAME=CKPT pairs")
     p.add_argument("--per-class", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=os.environ.get("COUPLED_DATA_DIR"),
+                   help="folder holding mnist/ (the test images for the walk down from q's top state); "
+                        "'' to skip it")
     args = p.parse_args(argv)
+    test = None
+    if args.data_dir:
+        from datamodules import MNISTDataModule  # only the posterior walk needs the data
+
+        x, y = MNISTDataModule(data_dir=str(Path(args.data_dir) / "mnist")).split_tensors("test")
+        test = (x.float() / 255, y)
     for i, spec in enumerate(args.models):
         name, _, path = spec.partition("=")
         net = load(path).net
+        L = net.num_layers
         if i == 0:
-            print("| model | " + " | ".join(f"from x{k}" for k in range(net.num_layers)) + " | mean p(top=1|y) "
+            post = "".join(f" from x{k}, top from q |" for k in range(L - 1)) if test else ""
+            print("| model | " + " | ".join(f"from x{k}" for k in range(L)) + f" |{post} mean p(top=1|y) "
                   "| class spread |")
-            print("|---" * (net.num_layers + 3) + "|")
+            print("|---" * (L + 3 + (L - 1 if test else 0)) + "|")
         accs, (mean, spread) = layer_consistency(net, args.per_class, args.seed), top_spread(net)
+        if test:
+            accs = accs + posterior_top_consistency(net, test[0].to(net.W[0].dtype), test[1], args.seed)
         print(f"| {name} | " + " | ".join(f"{a:.1%}" for a in accs) + f" | {mean:.3f} | {spread:.3f} |", flush=True)
 
 

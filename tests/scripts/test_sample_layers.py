@@ -5,19 +5,27 @@ from __future__ import annotations
 import torch
 
 from lightning_modules.model import CoupledSigmoidNet
-from scripts.sample_layers import layer_consistency, top_spread
+from scripts.sample_layers import layer_consistency, posterior_top_consistency, top_spread
 
 
-def _net(scale: float) -> CoupledSigmoidNet:
-    """Sizes [2, 2, 2], every W = scale * (+1 on the diagonal, -1 off it), zero biases: at a large scale each
-    layer copies the class down (generation) and up (recognition); at 0 every state is a fair coin."""
-    net = CoupledSigmoidNet([2, 2, 2])
+def _net(scale: float, sizes=(2, 2, 2), tied=True) -> CoupledSigmoidNet:
+    """Every W = scale * (+1 on the diagonal, -1 off it), zero biases: at a large scale each layer copies the
+    class down (generation) and up (recognition); at 0 every state is a fair coin."""
+    net = CoupledSigmoidNet(list(sizes), tied=tied)
     with torch.no_grad():
         for k in range(net.num_layers):
             net.W[k].copy_(scale * (2 * torch.eye(2) - 1))
+            if not tied:
+                net.V[k].copy_(net.W[k])
             net.b[k].zero_()
             net.c[k].zero_()
     return net
+
+
+def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-pixel "images" of two classes: class c lights pixel c."""
+    y = torch.arange(2).repeat(n)
+    return torch.eye(2)[y], y
 
 
 def test_a_net_that_copies_the_class_keeps_it_at_every_layer():
@@ -30,3 +38,22 @@ def test_a_net_without_weights_keeps_no_class():
     accs = layer_consistency(_net(0.0), per_class=2000)
     assert len(accs) == 2 and all(abs(a - 0.5) < 0.05 for a in accs)  # chance, from x0 and from x1
     assert top_spread(_net(0.0)) == (0.5, 0.0)
+
+
+def test_the_walk_down_from_q_keeps_the_class_where_the_copying_layers_do():
+    x, y = _images(200)
+    assert posterior_top_consistency(_net(20.0), x, y) == [1.0]  # [2, 2, 2]: from x0 only
+    accs = posterior_top_consistency(_net(0.0), *_images(2000))
+    assert len(accs) == 1 and abs(accs[0] - 0.5) < 0.05
+
+
+def test_a_blind_prior_loses_the_class_that_the_walk_from_q_keeps():
+    """Untied [2, 2, 2, 2]: every layer copies, except that p(x2 | y) is a fair coin (its V is 0). Samples from
+    the prior keep no class; walks down from q's top state of real images keep all of it."""
+    net = _net(20.0, sizes=(2, 2, 2, 2), tied=False)
+    with torch.no_grad():
+        net.V[2].zero_()
+    prior = layer_consistency(net, per_class=2000)
+    assert len(prior) == 3 and all(abs(a - 0.5) < 0.05 for a in prior), prior  # from x0, x1 and x2: chance
+    x, y = _images(500)
+    assert posterior_top_consistency(net, x, y) == [1.0, 1.0]
