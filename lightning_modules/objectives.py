@@ -117,6 +117,7 @@ def rws(
     sleep_weight: float = 0.0,
     recognition_weight: float = 1.0,
     generative_class_weight: float = 0.0,
+    top_weight: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -129,6 +130,9 @@ def rws(
 
     `generative_class_weight` adds -log p(y|x) of the generator read as a classifier by Bayes' rule: log p(x|y)
     is worth at most log C nats of log p(x, y), so the likelihood alone barely asks the generator to use y.
+    `top_weight` multiplies the top factor log p(x_(L-1) | y) in the p-term: tied, W_L is also the classifier's
+    weights, and at a small generation_weight the recognition term alone shapes the class-conditional prior
+    that every sample starts from.
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
@@ -144,6 +148,9 @@ def rws(
     q_term = -(w * log_q).sum(0).mean()
     rec = F.cross_entropy(net.recognize(x), y)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
+    if top_weight != 1:
+        top = log_bernoulli(states[-1], net.down_logits(net.num_layers - 1, net.onehot(y_rep))).view_as(log_q)
+        loss = loss - generation_weight * (top_weight - 1) * (w * top).sum(0).mean()
     out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound, **extra}
     if extra:
         loss = loss + generative_class_weight * extra["generative_class"]

@@ -238,3 +238,22 @@ def test_rws_generative_class_term_is_off_by_default_and_adds_its_weight():
     assert both["bound"].item() == plain["bound"].item()  # the same draws
     assert both["loss"].item() == pytest.approx(plain["loss"].item() + 0.25 * both["generative_class"].item(),
                                                 abs=1e-12)
+
+
+def test_rws_top_weight_scales_the_gradient_of_the_top_factor_only():
+    """Untied, with only the p-term on: the top factor log p(x2 | y) is the only term that reads V[2] and c[2],
+    so top_weight t scales their gradient by t and leaves every other layer's as it was."""
+    net = tiny_net(False)
+    x, y = data(net)
+    grads = {}
+    for t in (1.0, 3.0):
+        out = OBJECTIVES["rws"](net, x, y, num_samples=4, q_weight=0.0, recognition_weight=0.0, top_weight=t,
+                                generator=torch.Generator().manual_seed(0))
+        net.zero_grad()
+        out["loss"].backward()
+        grads[t] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    top = {"V.2", "c.2"}
+    assert top <= set(grads[1.0]) and grads[1.0]["V.2"].abs().sum() > 0
+    for name in grads[1.0]:
+        expected = 3.0 * grads[1.0][name] if name in top else grads[1.0][name]
+        assert torch.allclose(grads[3.0][name], expected, atol=1e-12), name
