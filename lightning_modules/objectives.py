@@ -137,9 +137,6 @@ def rws(
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
     log_p = net.log_p_given_class(states, y_rep).view_as(log_q)
-    extra = {}
-    if generative_class_weight:
-        extra["generative_class"] = generative_class(net, states, log_p, log_q, y)
     with torch.no_grad():
         log_w = log_p - log_q
         w = torch.softmax(log_w, 0)
@@ -151,9 +148,10 @@ def rws(
     if top_weight != 1:
         top = log_bernoulli(states[-1], net.down_logits(net.num_layers - 1, net.onehot(y_rep))).view_as(log_q)
         loss = loss - generation_weight * (top_weight - 1) * (w * top).sum(0).mean()
-    out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound, **extra}
-    if extra:
-        loss = loss + generative_class_weight * extra["generative_class"]
+    out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
+    if generative_class_weight:
+        out["generative_class"] = generative_class(net, states, log_p, log_q, y)
+        loss = loss + generative_class_weight * out["generative_class"]
     if sleep_weight:
         with torch.no_grad():
             down = net.sample_down(y, generator)[:-1]
