@@ -300,3 +300,18 @@ def test_evaluating_without_trained_weights_is_refused(cli_env, tiny_data, capsy
 def test_untrained_weights_are_tested_when_asked(cli_env, tiny_data, capsys):
     main(["test", "--config", MNIST, *tiny_args(tiny_data), "--untrained", "true"])
     assert "test/acc" in capsys.readouterr().out
+
+
+def test_a_seed_1_checkpoint_is_tested_without_data_seed(cli_env, tiny_data, capsys, request):
+    """The data seed draws only the training order and binarization: evaluation takes the checkpoint's seed, so
+    `coupled test` on a seed-1 run gives what `--data.seed 1` gives, with no seed flag (fit still refuses two)."""
+    path = _trained_checkpoint(Ctx(tmp=cli_env, request=request))
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    ckpt["hyper_parameters"]["seed"] = 1
+    torch.save(ckpt, path)
+    printed = []
+    for extra in ([], ["--data.seed", "1"]):
+        capsys.readouterr()
+        main(["test", "--config", MNIST, *tiny_args(tiny_data), "--ckpt_path", str(path), *extra])
+        printed.append([line for line in capsys.readouterr().out.splitlines() if "test/" in line])
+    assert any("test/acc" in line for line in printed[0]) and printed[0] == printed[1]
