@@ -200,11 +200,12 @@ class CoupledCLI(LightningCLI):
             return
         cfg = self.config[subcommand]
         data_args = cfg.data.get("init_args") if cfg.get("data") is not None else None
-        if subcommand != "fit" and data_args is not None and "seed" in data_args and cfg.model.get("seed") is not None:
+        if subcommand == "fit":
+            check_seeds_agree(cfg.model.get("seed"), data_args.get("seed") if data_args is not None else None)
+        elif data_args is not None and "seed" in data_args and cfg.model.get("seed") is not None:
             # the data seed draws only the training order and binarization, which evaluation never reads:
             # take the checkpoint's, so `coupled test` on a seed-1 run needs no --data.seed 1
             data_args["seed"] = cfg.model.seed
-        check_seeds_agree(cfg.model.get("seed"), data_args.get("seed") if data_args is not None else None)
         folder = str(self.run_dir)
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)  # before W&B starts: it looks for a git root there
