@@ -17,10 +17,11 @@ REF           ?=
 
 DATA_ENV := $(if $(DATA_DIR),COUPLED_DATA_DIR=$(abspath $(DATA_DIR)),)
 
-.PHONY: install train resume test test-slow lint bench reproduce clean help
+.PHONY: install lock train resume test test-slow lint bench reproduce clean help
 
 help:
-	@echo "make install            virtual env in $(VENV): torch==$(TORCH_VERSION), then pip install -e .[dev]"
+	@echo "make install            virtual env in $(VENV): torch==$(TORCH_VERSION), then pip install -e .[dev] -c constraints.txt"
+	@echo "make lock               rewrite constraints.txt from the environment (after changing the dependencies)"
 	@echo "make train [ARGS=...]   train $(CONFIG) (installs when needed); DATA_DIR=$(DATA_DIR)"
 	@echo "make resume REF=...     continue a run: REF=wandb:[[ENTITY/]PROJECT/]model-RUNID[:latest|:best|:vN] or a .ckpt"
 	@echo "make test               the test suite (make test-slow: the slow tests too)"
@@ -30,12 +31,18 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $@
+
+# constraints.txt pins every dependency but torch to the versions the tests and reports last ran with, so a
+# rebuilt environment is the same one (torch keeps its own pin above); refresh it after changing the deps
+lock: install
+	{ echo "# pip constraints: every dependency but torch as last tested (make lock rewrites this file)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-.*|triton)=='; } > constraints.txt
 
 $(BIN)/python:
 	$(MAKE) install

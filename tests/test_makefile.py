@@ -21,7 +21,7 @@ def _dry(*args: str) -> str:
 def test_install_pins_torch_then_installs_the_project():
     out = _dry("install")
     assert "-m venv .venv" in out
-    assert out.index('"torch==2.13.0"') < out.index('pip install -e ".[dev]"')
+    assert out.index('"torch==2.13.0"') < out.index('pip install -c constraints.txt -e ".[dev]"')
     assert '"torch==2.5.1"' in _dry("install", "TORCH_VERSION=2.5.1")
 
 
@@ -42,3 +42,24 @@ def test_resume_test_lint():
     assert ".venv/bin/python -m pytest" in _dry("test")
     assert "ruff check" in _dry("lint")
     assert "-m scripts.bench" in _dry("bench") and "-m scripts.reproduce" in _dry("reproduce", "QUICK=1")
+
+
+def test_install_and_ci_use_the_constraints_that_pin_the_dependencies():
+    """A rebuilt environment must be the one the reports ran in: every dependency pinned, torch left to its own pin."""
+    from packaging.requirements import Requirement
+
+    assert '-m pip install -c constraints.txt -e ".[dev]"' in _dry("install")
+    assert "-c constraints.txt" in (REPO_ROOT / ".ci" / "run").read_text()
+    lines = [ln for ln in (REPO_ROOT / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    pins = {Requirement(ln).name.lower(): Requirement(ln).specifier for ln in lines}
+    assert all(len(spec) == 1 and next(iter(spec)).operator == "==" for spec in pins.values())
+    assert "torch" not in pins  # TORCH_VERSION / TORCH_INDEX choose the build
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(dep)
+        if req.name == "torch":
+            continue
+        pinned = next(iter(pins[req.name.lower()])).version
+        assert req.specifier.contains(pinned), f"constraints.txt pins {req.name}=={pinned}, outside {req.specifier}"
