@@ -19,7 +19,7 @@ from callbacks.metrics_file import MetricsFile
 from callbacks.sample_quality import SampleQuality
 from callbacks.samples import SampleGrid
 from callbacks.shutdown import GracefulShutdown
-from lightning_modules.errors import ConfigError
+from lightning_modules.errors import ConfigError, is_int
 from lightning_modules.lightning_private import logged_step, set_logged_step
 
 from .exit import squeeze
@@ -61,7 +61,7 @@ def check_cpu_devices(accelerator: Any, devices: Any) -> None:
         return
     if isinstance(devices, str) and devices.strip().isdigit():
         devices = int(devices)
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+    if not (is_int(devices) and devices >= 1):
         # Lightning raises a TypeError from deep in its device parsing for these
         raise ConfigError(
             f"--trainer.devices {devices!r} is not a number of CPU processes: give a positive integer or auto"
@@ -166,7 +166,7 @@ def _single_device_trainer(trainer_class: type, trainer: pl.Trainer, device: tor
 
 def check_seed(seed: Any) -> None:
     """NumPy (which Lightning seeds too) takes seeds in 0..2**32-1; a larger one would fail deep in seeding."""
-    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+    if is_int(seed) and not 0 <= seed <= 2**32 - 1:
         raise ConfigError(f"--seed_everything {seed} is out of range: give an integer in 0..{2**32 - 1} (or true "
                           f"for a random one)")
 

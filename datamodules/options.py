@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from datamodules.errors import DataError
+from lightning_modules.errors import is_int
 
 BINARIZE_MODES = ("dynamic", "static", "none")
 
@@ -16,18 +17,16 @@ def check_options(batch_size: Any, eval_batch_size: Any, test_batch_size: Any, v
         raise DataError(
             f"binarize must be one of {', '.join(BINARIZE_MODES)}, not {binarize!r}; fix --data.binarize"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not (is_int(batch_size) and batch_size >= 1):
         raise DataError(
             f"batch_size must be a positive integer, not {batch_size!r}; fix --data.batch_size"
         )
-    if eval_batch_size is not None and (
-        isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1
-    ):
+    if eval_batch_size is not None and not (is_int(eval_batch_size) and eval_batch_size >= 1):
         raise DataError(
             f"eval_batch_size must be a positive integer or null, not {eval_batch_size!r}; "
             f"fix --data.eval_batch_size"
         )
-    if isinstance(test_batch_size, bool) or not isinstance(test_batch_size, int) or test_batch_size < 1:
+    if not (is_int(test_batch_size) and test_batch_size >= 1):
         raise DataError(f"test_batch_size must be a positive integer, not {test_batch_size!r}; "
                         f"fix --data.test_batch_size")
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
@@ -42,8 +41,7 @@ def check_options(batch_size: Any, eval_batch_size: Any, test_batch_size: Any, v
     if isinstance(val_size, int) and val_size < 0:
         raise DataError(f"val_size must not be negative (got {val_size}); fix --data.val_size")
 
-    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int)
-                                   or train_size < 1):
+    if train_size is not None and not (is_int(train_size) and train_size >= 1):
         raise DataError(f"train_size must be a positive integer or null, not {train_size!r}; "
                         f"fix --data.train_size")
     return val_size

@@ -6,6 +6,8 @@ lightning_modules), so that every package can raise it without importing upwards
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CoupledError(Exception):
     """A problem the user can fix; the message is one line saying what was wrong and how to fix it.
@@ -32,3 +34,8 @@ class NonFiniteLossError(CoupledError, RuntimeError):
     checkpoint. Not a usage error, so the CLI exits with status 1."""
 
     exit_code = 1
+
+
+def is_int(value: Any) -> bool:
+    """What the checks accept as an integer setting: an int, not a bool (YAML's `true` is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)

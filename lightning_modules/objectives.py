@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ConfigError
+from .errors import ConfigError, is_int
 from .model import METHODS, CoupledSigmoidNet, bernoulli, log_bernoulli
 
 
@@ -262,6 +262,6 @@ def check_objective_kwargs(objective: str, kwargs: dict) -> None:
             raise ConfigError(f"model.objective_kwargs.method must be one of {', '.join(METHODS)}, got {value!r}")
         if name == "num_samples":
             least = 2 if objective == "vimco" else 1  # vimco's leave-one-out baselines
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            if not (is_int(value) and value >= least):
                 raise ConfigError(f"model.objective_kwargs.num_samples must be an integer >= {least}, "
                                   f"got {value!r}")

@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, is_int
 from .fitted import PROPOSAL_INITS
 from .objectives import OBJECTIVES
 
@@ -30,7 +30,7 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
         raise ConfigError(f"model.generative_delay_epochs and model.generative_ramp_epochs must be >= 0, got "
                           f"{delay!r} and {ramp!r}")
     epochs, cd_steps = hp["rbm_pretrain_epochs"], hp["rbm_cd_steps"]
-    if not (_is_int(epochs) and epochs >= 0 and _is_int(cd_steps) and cd_steps >= 1):
+    if not (is_int(epochs) and epochs >= 0 and is_int(cd_steps) and cd_steps >= 1):
         raise ConfigError(f"model.rbm_pretrain_epochs must be an integer >= 0 (epochs per hidden layer) and "
                           f"model.rbm_cd_steps an integer >= 1, got {epochs!r} and {cd_steps!r}")
     if epochs and len(sizes) < 3:
@@ -50,6 +50,3 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
             f"torch.Generator, which torch.compile cannot trace; drop model.compile"
         )
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
