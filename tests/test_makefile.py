@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from importlib.metadata import requires
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.conftest import REPO_ROOT
 
@@ -46,19 +48,13 @@ def test_resume_test_lint():
 
 def test_install_and_ci_use_the_constraints_that_pin_the_dependencies():
     """A rebuilt environment must be the one the reports ran in: every dependency pinned, torch left to its own pin."""
-    from packaging.requirements import Requirement
-
     assert '-m pip install -c constraints.txt -e ".[dev]"' in _dry("install")
     assert "-c constraints.txt" in (REPO_ROOT / ".ci" / "run").read_text()
     lines = [ln for ln in (REPO_ROOT / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
-    pins = {Requirement(ln).name.lower(): Requirement(ln).specifier for ln in lines}
+    pins = {req.name.lower(): req.specifier for req in map(Requirement, lines)}
     assert all(len(spec) == 1 and next(iter(spec)).operator == "==" for spec in pins.values())
     assert "torch" not in pins  # TORCH_VERSION / TORCH_INDEX choose the build
-    import tomllib
-
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
-        req = Requirement(dep)
+    for req in map(Requirement, requires("coupled")):  # pyproject's dependencies and extras, as installed
         if req.name == "torch":
             continue
         pinned = next(iter(pins[req.name.lower()])).version
