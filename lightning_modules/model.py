@@ -169,14 +169,18 @@ class CoupledSigmoidNet(nn.Module):
     def log_q_class(self, h_top: Tensor, y: Tensor) -> Tensor:
         return -F.cross_entropy(self.up_logits(self.num_layers - 1, h_top), y.long(), reduction="none")
 
+    def log_p_factors(self, states: Sequence[Tensor], y: Tensor) -> list[Tensor]:
+        """[log p(x(n-1) | y), ..., log p(x0 | x1)] for states [x0, x1, ..., x(n-1)]: one factor per layer,
+        top first, for objectives that weight a factor on its own."""
+        h, factors = self.onehot(y), []
+        for k in reversed(range(self.num_layers)):
+            factors.append(log_bernoulli(states[k], self.down_logits(k, h)))
+            h = states[k]
+        return factors
+
     def log_p_given_class(self, states: Sequence[Tensor], y: Tensor) -> Tensor:
         """log p(x0, x1..x(n-1) | y) for states [x0, x1, ..., x(n-1)]."""
-        h = self.onehot(y)
-        total = 0
-        for k in reversed(range(self.num_layers)):
-            total = total + log_bernoulli(states[k], self.down_logits(k, h))
-            h = states[k]
-        return total
+        return sum(self.log_p_factors(states, y))
 
     def log_prior(self, y: Tensor) -> Tensor:
         return torch.log_softmax(self.prior_logits, -1)[y.long()]

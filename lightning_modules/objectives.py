@@ -136,7 +136,8 @@ def rws(
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
-    log_p = net.log_p_given_class(states, y_rep).view_as(log_q)
+    factors = net.log_p_factors(states, y_rep)
+    log_p = sum(factors).view_as(log_q)
     with torch.no_grad():
         log_w = log_p - log_q
         w = torch.softmax(log_w, 0)
@@ -146,7 +147,7 @@ def rws(
     rec = F.cross_entropy(net.recognize(x), y)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
     if top_weight != 1:
-        top = log_bernoulli(states[-1], net.down_logits(net.num_layers - 1, net.onehot(y_rep))).view_as(log_q)
+        top = factors[0].view_as(log_q)
         loss = loss - generation_weight * (top_weight - 1) * (w * top).sum(0).mean()
     out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
     if generative_class_weight:

@@ -257,3 +257,23 @@ def test_rws_top_weight_scales_the_gradient_of_the_top_factor_only():
     for name in grads[1.0]:
         expected = 3.0 * grads[1.0][name] if name in top else grads[1.0][name]
         assert torch.allclose(grads[3.0][name], expected, atol=1e-12), name
+
+
+def test_rws_top_weight_reuses_the_top_factor_of_the_p_term(monkeypatch):
+    """top_weight reweights the factor the p-term already computed: one generation pass per layer, not a second
+    top-layer product, and the loss is the same as adding (t - 1) times the top factor by hand."""
+    net = tiny_net(True)
+    x, y = data(net)
+    calls = []
+    down_logits = net.down_logits
+    monkeypatch.setattr(net, "down_logits", lambda k, h: calls.append(k) or down_logits(k, h))
+    kw = dict(num_samples=4, q_weight=0.0, recognition_weight=0.0, generation_weight=0.5)
+    out = OBJECTIVES["rws"](net, x, y, top_weight=3.0, generator=torch.Generator().manual_seed(0), **kw)
+    assert sorted(calls) == list(range(net.num_layers))
+    monkeypatch.undo()
+    plain = OBJECTIVES["rws"](net, x, y, generator=torch.Generator().manual_seed(0), **kw)
+    states, log_q = sample_q(net, x, 4, torch.Generator().manual_seed(0))
+    top = net.log_p_factors(states, y.repeat(4))[0].view_as(log_q)
+    w = torch.softmax(net.log_p_given_class(states, y.repeat(4)).view_as(log_q) - log_q, 0)
+    assert out["loss"].item() == pytest.approx(plain["loss"].item() - 0.5 * 2.0 * (w * top).sum(0).mean().item(),
+                                               abs=1e-12)
