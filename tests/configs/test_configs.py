@@ -40,7 +40,8 @@ def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_en
     assert cfg["model"]["rbm_pretrain_epochs"] == 10 and paper["model"]["rbm_pretrain_epochs"] == 0
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
     assert cfg["checkpoint"]["monitor"] == "val/loss" and cfg["checkpoint"]["mode"] == "min"
-    assert cfg["trainer"]["max_epochs"] == 150 and paper["checkpoint"]["monitor"] == "val/acc"
+    assert cfg["model"]["objective_kwargs"]["top_weight"] == 10.0
+    assert cfg["trainer"]["max_epochs"] == 200 and paper["checkpoint"]["monitor"] == "val/acc"
     assert cfg["trainer"]["logger"]["class_path"].endswith("WandbLogger")
     assert cfg["trainer"]["logger"]["init_args"]["project"] == "coupled"
     assert cfg["trainer"]["use_distributed_sampler"] is False
