@@ -176,6 +176,12 @@ class GenerativeLearner(pl.LightningModule):
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
         return x.to(self.net.W[0].dtype), y
 
+    def setup(self, stage: str) -> None:
+        # Late in a long run Adam's moments of never-lit pixels and the saturated pixel probabilities underflow to
+        # denormals, on which CPU arithmetic is many times slower (scripts/bench_denormals.py); flushing them to
+        # zero changes only values below 1.2e-38. The flag is per process, so every rank and stage sets it.
+        torch.set_flush_denormal(True)
+
     # ---- training ----
     def on_fit_start(self) -> None:
         epochs = self.hparams.get("rbm_pretrain_epochs", 0)

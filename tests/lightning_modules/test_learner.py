@@ -351,3 +351,17 @@ def test_rbm_pretraining_refuses_strategies_that_restore_after_fit_start_in_one_
     with pytest.raises(ConfigError, match="runs on one device or under DDP, not FSDPStrategy") as err:
         model.on_fit_start()
     assert "\n" not in str(err.value)
+
+
+def test_fit_flushes_denormals():
+    """Late in long CPU runs Adam's moments and saturated pixel probabilities underflow to denormals, on which
+    arithmetic is many times slower (scripts/bench_denormals.py): fitting turns on flush-to-zero."""
+    torch.set_flush_denormal(False)
+    denormal = torch.tensor([1e-40])
+    try:
+        assert (denormal * 1.0).item() != 0.0  # kept without the flag
+        model = GenerativeLearner(hidden_sizes=[4], input_dim=12, num_classes=3, objective="rws")
+        trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0).fit(model, loader())
+        assert (denormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
