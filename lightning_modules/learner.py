@@ -26,6 +26,12 @@ from .settings import check_settings
 from .sizes import image_shape, resolve_sizes
 
 
+def flushing_denormals() -> bool:
+    """Is flush-to-zero on in this process (``GenerativeLearner.setup``)? torch has no getter: a denormal times
+    one reads 0 when it is."""
+    return (torch.tensor([1e-40]) * 1.0).item() == 0.0
+
+
 class GenerativeLearner(pl.LightningModule):
     """Trains a `CoupledSigmoidNet` with an objective from `OBJECTIVES` and evaluates both directions.
 

@@ -23,6 +23,7 @@ import torch
 
 from datamodules import MNISTDataModule
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet, GenerativeLearner, make_optimizer
+from lightning_modules.learner import flushing_denormals
 
 
 def batches(sizes: list[int], n: int, data_dir: str | None, batch_size: int = 128) -> list[tuple]:
@@ -57,11 +58,6 @@ def ms_per_step(model: GenerativeLearner, net: CoupledSigmoidNet, opt_state: dic
     return (time.perf_counter() - t0) / len(data) * 1e3
 
 
-def flushing() -> bool:
-    """Is flush-to-zero on in this process? (torch has no getter: a denormal times one reads 0 when it is.)"""
-    return (torch.tensor([1e-40]) * 1.0).item() == 0.0
-
-
 def main(argv=None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt")
@@ -76,7 +72,7 @@ def main(argv=None) -> dict[str, float]:
     data = batches(model.net.sizes, args.steps, args.data_dir)
     opt_state = ck["optimizer_states"][0]
     lr = opt_state["param_groups"][0]["lr"]
-    was_flushing = flushing()
+    was_flushing = flushing_denormals()
     times: dict[str, list[float]] = {"late, denormals kept": [], "late, flushed": [], "fresh net": []}
     try:
         for _ in range(args.repeats):  # interleaved, so a change of machine speed hits every arm

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules import GenerativeLearner
-from scripts.bench_denormals import flushing, main
+from lightning_modules.learner import flushing_denormals as flushing
+from scripts.bench_denormals import main
 
 
 def test_it_times_every_arm_from_a_checkpoint_and_restores_the_flag(tmp_path):
