@@ -114,7 +114,7 @@ class GenerativeLearner(pl.LightningModule):
         self.objective = OBJECTIVES[objective]
         self.objective_kwargs = dict(objective_kwargs or {})
         check_objective_kwargs(objective, self.objective_kwargs)
-        self._stochastic_objective = "generator" in inspect.signature(self.objective).parameters
+        self.stochastic_objective = "generator" in inspect.signature(self.objective).parameters  # draws states
         self._compiled_objective = None  # built at the first step (a compiled function does not pickle)
         self._generative_scale = 0.0 if generative_delay_epochs or generative_ramp_epochs else 1.0  # last step's
         self._epoch_sums: dict[str, Any] = {}  # {"keys": the parts' names, "sums": their running sums}
@@ -164,7 +164,7 @@ class GenerativeLearner(pl.LightningModule):
         """The objective on a batch; a stochastic one draws from a generator seeded by (stream, rank), so a
         resumed run draws what an uninterrupted one would without any RNG state in the checkpoint."""
         kwargs = self.objective_kwargs
-        if self._stochastic_objective:
+        if self.stochastic_objective:
             kwargs = {**kwargs, "generator": self._generator(stream, *position, self.global_rank)}
         objective = self.objective
         if self.hparams.get("compile") and torch.is_grad_enabled():

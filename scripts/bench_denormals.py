@@ -44,9 +44,10 @@ def ms_per_step(model: GenerativeLearner, net: CoupledSigmoidNet, opt_state: dic
                 lr: float) -> float:
     torch.set_flush_denormal(flush)
     objective, kwargs = OBJECTIVES[model.hparams.objective], dict(model.objective_kwargs)
-    if model._stochastic_objective:
+    if model.stochastic_objective:
         kwargs["generator"] = torch.Generator().manual_seed(0)
-    opt = make_optimizer(net.parameters(), "adam", lr=lr)
+    hp = model.hparams  # the checkpoint's own optimizer, so its saved state loads into it
+    opt = make_optimizer(net.parameters(), hp.optimizer, lr=lr, weight_decay=hp.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     for i, (x, y) in enumerate([data[0]] * 3 + data):  # three warm-up steps

@@ -250,7 +250,7 @@ def test_at_scale_zero_only_the_recognition_term_has_a_gradient(objective):
     gradient is exactly that of the recognition term (the untied generator's own V and c get none)."""
     torch.manual_seed(0)
     model = GenerativeLearner(sizes=[12, 4, 3], objective=objective, tied=False)
-    kw = {"generator": torch.Generator().manual_seed(1)} if model._stochastic_objective else {}
+    kw = {"generator": torch.Generator().manual_seed(1)} if model.stochastic_objective else {}
     x, y = blobs(8)
     out = scale_generative(model.objective(model.net, x, y, **kw), 0.0)
     out["loss"].backward()
