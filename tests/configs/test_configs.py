@@ -47,6 +47,15 @@ def test_mnist_is_the_tied_rws_recipe_and_symmetric_the_papers_experiment(cli_en
     assert cfg["trainer"]["use_distributed_sampler"] is False
 
 
+def test_one_key_of_objective_kwargs_merges_and_the_whole_dict_replaces(cli_env, capsys):
+    """What the README tells users: `--model.objective_kwargs.KEY V` changes one term; a dict replaces them all."""
+    base = _print_config(_configs("mnist.yaml"), capsys)["model"]["objective_kwargs"]
+    one = _print_config([*_configs("mnist.yaml"), "--model.objective_kwargs.top_weight", "30"], capsys)
+    assert one["model"]["objective_kwargs"] == {**base, "top_weight": 30}
+    whole = _print_config([*_configs("mnist.yaml"), "--model.objective_kwargs", "{num_samples: 7}"], capsys)
+    assert whole["model"]["objective_kwargs"] == {"num_samples": 7}
+
+
 @pytest.mark.parametrize(
     ("overlay", "key", "value"),
     [
