@@ -71,6 +71,7 @@ def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
     cfg = _print_config(_configs(overlay), capsys)
     assert cfg["model"][key] == value
     assert cfg["model"]["hidden_sizes"] == [512, 512]  # the rest comes from mnist.yaml
+    assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
 def test_deep_overlay_is_the_reported_dtw200_w0005_recipe(cli_env, capsys):
@@ -81,7 +82,6 @@ def test_deep_overlay_is_the_reported_dtw200_w0005_recipe(cli_env, capsys):
                                                 "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0}
     assert (cfg["model"]["objective"], cfg["model"]["tied"], cfg["model"]["rbm_pretrain_epochs"]) == ("rws", True, 10)
     assert cfg["trainer"]["max_epochs"] == 200 and cfg["checkpoint"]["monitor"] == "val/loss"
-    assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
 def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
