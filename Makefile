@@ -1,4 +1,4 @@
-# coupled: `make train` trains the paper's experiment, `make test` runs the tests.
+# coupled: `make train` trains the default recipe (configs/mnist.yaml), `make test` runs the tests.
 # Everything runs from the virtual environment in $(VENV), which `make install` creates.
 
 PYTHON        ?= python3

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from lightning_modules.files import atomic_write_text
 from scripts.frontier_report import write_frontier_report
@@ -245,6 +246,9 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
     approx = {m: [test[k] for k in sorted(test) if k.startswith(f"test/approx_error/{m}/")]
               for m in ("deterministic", "mean_variance")}
     seconds = [e["seconds"] for e in epochs if e.get("seconds")]
+    # the recipe as it ran (the config Lightning saved), not as the matrix assumes: a config row and the
+    # fit flags set their own architecture and objective
+    ran = yaml.safe_load((folder / "config.yaml").read_text())["model"]
     return {
         "key": row["key"], "dataset": row["dataset"], "objective": row["objective"], "tied": row["tied"],
         "variant": row["variant"], "change": row["change"], "seed": row["seed"], "epochs": len(epochs),
@@ -257,10 +261,9 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
         "diversity": test.get("test/diversity"), "approx_error": approx,
         "seconds_per_epoch": statistics.median(seconds) if seconds else None,
         "curves": curves, "samples_png": f"samples/{row['key']}.png",
-        "recipe": {"config": row.get("config"), "hidden_sizes": row.get("hidden_sizes", RECIPE["hidden_sizes"]),
-                   "epochs": len(epochs), "lr_schedule": row.get("lr_schedule", RECIPE["lr_schedule"]),
-                   "objective_kwargs": row["objective_kwargs"], "train_size": settings["train_size"],
-                   "test_images": settings["test_images"]},
+        "recipe": {"config": row.get("config"), "hidden_sizes": ran["hidden_sizes"], "epochs": len(epochs),
+                   "lr_schedule": ran["lr_schedule"], "objective_kwargs": ran.get("objective_kwargs") or {},
+                   "train_size": settings["train_size"], "test_images": settings["test_images"]},
         "command": "coupled " + shlex.join(cli), "run_folder": str(folder),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
     }

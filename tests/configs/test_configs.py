@@ -70,15 +70,25 @@ def test_one_key_of_objective_kwargs_merges_and_the_whole_dict_replaces(cli_env,
 def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
     cfg = _print_config(_configs(overlay), capsys)
     assert cfg["model"][key] == value
-    assert cfg["model"]["hidden_sizes"] == [512, 512]  # the rest comes from mnist.yaml
+    assert cfg["model"]["hidden_sizes"] == [512, 512, 512]  # the rest comes from mnist.yaml
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
-def test_deep_overlay_is_the_reported_dtw200_w0005_recipe(cli_env, capsys):
-    """configs/deep.yaml on mnist.yaml is the command of reports/GENERATIVE.md's DTW200-w0.005 runs."""
-    cfg = _print_config(_configs("deep.yaml"), capsys)
+def test_mnist_is_the_reported_dtw200_w0005_recipe(cli_env, capsys):
+    """`make train` is the command of reports/GENERATIVE.md's DTW200-w0.005 runs."""
+    cfg = _print_config(_configs("mnist.yaml"), capsys)
     assert cfg["model"]["hidden_sizes"] == [512, 512, 512]
     assert cfg["model"]["objective_kwargs"] == {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005,
+                                                "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0}
+    assert (cfg["model"]["lr"], cfg["model"]["lr_schedule"], cfg["data"]["init_args"]["batch_size"]) == \
+        (0.001, "cosine", 128)
+
+
+def test_tw200_overlay_is_the_previous_make_train(cli_env, capsys):
+    """configs/tw200.yaml on mnist.yaml gives back TW200, the recipe of the report's runs before the switch."""
+    cfg = _print_config(_configs("tw200.yaml"), capsys)
+    assert cfg["model"]["hidden_sizes"] == [512, 512]
+    assert cfg["model"]["objective_kwargs"] == {"num_samples": 5, "generation_weight": 0.03, "q_weight": 0.03,
                                                 "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0}
     assert (cfg["model"]["objective"], cfg["model"]["tied"], cfg["model"]["rbm_pretrain_epochs"]) == ("rws", True, 10)
     assert cfg["trainer"]["max_epochs"] == 200 and cfg["checkpoint"]["monitor"] == "val/loss"
@@ -106,7 +116,7 @@ EXPECT = {
     "untied.yaml": ("rws", False, "MNISTDataModule"),
     "rws.yaml": ("rws", True, "MNISTDataModule"),
     "vimco.yaml": ("vimco", True, "MNISTDataModule"),
-    "deep.yaml": ("rws", True, "MNISTDataModule"),
+    "tw200.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 

@@ -64,6 +64,9 @@ def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_p
     assert cli[:3] == ["fit", "--config", "configs/symmetric.yaml"] and "--model.objective_kwargs" in cli
     assert json.loads(cli[cli.index("--model.objective_kwargs") + 1]) == {"generation_weight": 0.1}
     assert result["epochs"] == 2 and len(result["curves"]["val/acc"]) == 2
+    # the recipe recorded is the one that ran: the fit flags' width, not the matrix's 512-512
+    assert result["recipe"]["hidden_sizes"] == [16]
+    assert result["recipe"]["objective_kwargs"]["generation_weight"] == 0.1
     for key in ("test_acc", "log_likelihood", "elbo", "self_consistency", "sample_acc", "sample_acc_means",
                 "diversity"):
         assert result[key] is not None, key
