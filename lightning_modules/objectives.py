@@ -118,6 +118,8 @@ def rws(
     recognition_weight: float = 1.0,
     generative_class_weight: float = 0.0,
     top_weight: float = 1.0,
+    hidden_weight: float = 1.0,
+    method: str = "deterministic",
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -132,7 +134,10 @@ def rws(
     is worth at most log C nats of log p(x, y), so the likelihood alone barely asks the generator to use y.
     `top_weight` multiplies the top factor log p(x_(L-1) | y) in the p-term: tied, W_L is also the classifier's
     weights, and at a small generation_weight the recognition term alone shapes the class-conditional prior
-    that every sample starts from.
+    that every sample starts from. `hidden_weight` multiplies the factors between hidden layers,
+    log p(x_(k-1) | x_k) for 1 < k < L: tied, each such W_k^T is also a recognition layer's W_k, so it asks the
+    recognition codes to be predictable top-down, which is what ancestral sampling walks through. `method` is
+    the pass of the recognition term (`mean_variance`: the probit-corrected one, which sees the units' noise).
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
@@ -144,11 +149,12 @@ def rws(
         bound = (torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
     gen = -(w * log_p).sum(0).mean()
     q_term = -(w * log_q).sum(0).mean()
-    rec = F.cross_entropy(net.recognize(x), y)
+    rec = F.cross_entropy(net.recognize(x, method), y)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
-    if top_weight != 1:
-        top = factors[0].view_as(log_q)
-        loss = loss - generation_weight * (top_weight - 1) * (w * top).sum(0).mean()
+    # the reweighted factors are the p-term's own (no second generation pass), each added (weight - 1) times more
+    extra = (top_weight - 1) * factors[0] + (hidden_weight - 1) * sum(factors[1:-1], torch.zeros_like(factors[0]))
+    if top_weight != 1 or hidden_weight != 1:
+        loss = loss - generation_weight * (w * extra.view_as(log_q)).sum(0).mean()
     out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
     if generative_class_weight:
         out["generative_class"] = generative_class(net, states, log_p, log_q, y)
@@ -184,6 +190,7 @@ def vimco(
     num_samples: int = 5,
     generation_weight: float = 1.0,
     recognition_weight: float = 1.0,
+    method: str = "deterministic",
     generator: torch.Generator | None = None,
 ) -> dict:
     """VIMCO (Mnih & Rezende 2016): maximise L_K = log (1/K) Σ_k p(x, h^k|y) / q(h^k|x), plus -log q(y|x).
@@ -191,7 +198,7 @@ def vimco(
     The gradient of L_K is Σ_k w~_k ∇ log w_k (the pathwise part, exact for p) plus the score-function part
     Σ_k (L_K - L_K^(-k)) ∇ log q(h^k|x), where L_K^(-k) replaces log w_k by the mean of the others (the
     leave-one-out baseline): each sample's learning signal is how much it adds to the bound. `bound` is the
-    batch mean of L_K. Needs K >= 2.
+    batch mean of L_K. Needs K >= 2. `method`: the pass of the recognition term, as in :func:`rws`.
     """
     if num_samples < 2:
         raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
@@ -211,7 +218,7 @@ def vimco(
     surrogate = (w * log_w).sum(0) + (signal * log_q).sum(0)  # its gradient is VIMCO's estimate of ∇ L_K
     bound = bound_per_example.mean()
     gen = -(surrogate - surrogate.detach()).mean() - bound  # the value -L_K, the gradient the surrogate's
-    rec = F.cross_entropy(net.recognize(x), y)
+    rec = F.cross_entropy(net.recognize(x, method), y)
     return {"loss": recognition_weight * rec + generation_weight * gen, "recognition": rec,
             "generation": gen, "bound": bound}
 

@@ -277,3 +277,40 @@ def test_rws_top_weight_reuses_the_top_factor_of_the_p_term(monkeypatch):
     w = torch.softmax(net.log_p_given_class(states, y.repeat(4)).view_as(log_q) - log_q, 0)
     assert out["loss"].item() == pytest.approx(plain["loss"].item() - 0.5 * 2.0 * (w * top).sum(0).mean().item(),
                                                abs=1e-12)
+
+
+def test_rws_hidden_weight_scales_the_gradient_of_the_factors_between_hidden_layers_only():
+    """Untied, with only the p-term on: log p(x1 | x2) is the one factor between hidden layers of [5, 4, 3, 3]
+    and the only term that reads V[1] and c[1], so hidden_weight t scales their gradient by t, the top factor's
+    and the pixels' stay as they were, and top_weight still acts on the top factor alone."""
+    net = tiny_net(False)
+    x, y = data(net)
+    grads = {}
+    for t, top in ((1.0, 1.0), (3.0, 1.0), (3.0, 2.0)):
+        out = OBJECTIVES["rws"](net, x, y, num_samples=4, q_weight=0.0, recognition_weight=0.0, hidden_weight=t,
+                                top_weight=top, generator=torch.Generator().manual_seed(0))
+        net.zero_grad()
+        out["loss"].backward()
+        grads[t, top] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    base = grads[1.0, 1.0]
+    assert {"V.0", "V.1", "V.2"} <= set(base) and base["V.1"].abs().sum() > 0
+    for name in base:
+        hidden = 3.0 if name in {"V.1", "c.1"} else 1.0
+        assert torch.allclose(grads[3.0, 1.0][name], hidden * base[name], atol=1e-12), name
+        both = hidden * (2.0 if name in {"V.2", "c.2"} else 1.0)
+        assert torch.allclose(grads[3.0, 2.0][name], both * base[name], atol=1e-12), name
+
+
+@pytest.mark.parametrize("objective", ["rws", "vimco"])
+def test_multisample_recognition_term_runs_through_the_chosen_pass(objective):
+    """`method` picks the pass of -log q(y|x): mean_variance gives the probit-corrected pass's cross-entropy,
+    which differs from the deterministic one on a net with hidden-unit variance; the generative parts stay."""
+    net = tiny_net(True)
+    x, y = data(net)
+    outs = {m: OBJECTIVES[objective](net, x, y, num_samples=3, method=m, generator=torch.Generator().manual_seed(0))
+            for m in ("deterministic", "mean_variance")}
+    for m, out in outs.items():
+        expected = torch.nn.functional.cross_entropy(net.recognize(x, m), y)
+        assert out["recognition"].item() == pytest.approx(expected.item(), abs=1e-12), m
+    assert abs(outs["mean_variance"]["recognition"].item() - outs["deterministic"]["recognition"].item()) > 1e-4
+    assert outs["mean_variance"]["bound"].item() == outs["deterministic"]["bound"].item()  # the same draws
