@@ -234,11 +234,8 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
     test, epochs = metrics["test"], metrics["epochs"]
     if "test/acc" not in test:  # stopped (a SIGTERM exits 0 after saving): not a result; the next run resumes it
         raise SystemExit(f"[reproduce] {row['key']} stopped before its test (last.ckpt is kept); rerun to resume it")
-    curves: dict[str, list[float]] = {}
-    for e in epochs:
-        for k, v in e.items():
-            if k.startswith(("val/", "train/")):
-                curves.setdefault(k, []).append(v)
+    curves = {k: [e[k] for e in epochs if k in e] for k in dict.fromkeys(k for e in epochs for k in e)
+              if k.startswith(("val/", "train/"))}
     grids = sorted((folder / "samples").glob("test*.png"))
     if grids:
         (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -246,9 +243,7 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
     approx = {m: [test[k] for k in sorted(test) if k.startswith(f"test/approx_error/{m}/")]
               for m in ("deterministic", "mean_variance")}
     seconds = [e["seconds"] for e in epochs if e.get("seconds")]
-    # the recipe as it ran (the config Lightning saved), not as the matrix assumes: a config row and the
-    # fit flags set their own architecture and objective
-    ran = yaml.safe_load((folder / "config.yaml").read_text())["model"]
+    ran = yaml.safe_load((folder / "config.yaml").read_text())["model"]  # the recipe as it ran, flags included
     return {
         "key": row["key"], "dataset": row["dataset"], "objective": row["objective"], "tied": row["tied"],
         "variant": row["variant"], "change": row["change"], "seed": row["seed"], "epochs": len(epochs),
