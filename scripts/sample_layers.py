@@ -5,7 +5,12 @@ layer's generative distribution p(x_(L-1) | y) is, and (with test images) the sa
 top state q gives a real image instead of one drawn from p(x_(L-1) | y): if that keeps the class and the prior's
 walk does not, the samples lose it to the factorial prior (its holes), not to the layers below.
 
+With `--reference CKPT` it also scores the test's own binary samples (seed, per class) by that reference CNN, and
+with test images it gives the test accuracy of both passes: a check of a run still training, without its
+likelihoods.
+
     python -m scripts.sample_layers NAME=CKPT [NAME=CKPT ...] [--per-class 500] [--seed 0] [--data-dir DIR]
+                                    [--reference CKPT]
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from callbacks.sample_quality import class_samples, sample_accuracy
 from coupled import load
-from lightning_modules.model import CoupledSigmoidNet, bernoulli
+from lightning_modules.model import METHODS, CoupledSigmoidNet, bernoulli
 
 
 def _accuracies(net: CoupledSigmoidNet, states: list[Tensor], y: Tensor) -> list[float]:
@@ -54,6 +60,12 @@ def posterior_top_consistency(net: CoupledSigmoidNet, x: Tensor, y: Tensor, seed
 
 
 @torch.no_grad()
+def pass_accuracies(net: CoupledSigmoidNet, x: Tensor, y: Tensor) -> list[float]:
+    """Accuracy on (x, y) of the deterministic and of the mean-variance pass."""
+    return [(net.recognize(x, m).argmax(-1) == y).float().mean().item() for m in METHODS]
+
+
+@torch.no_grad()
 def top_spread(net: CoupledSigmoidNet) -> tuple[float, float]:
     """(mean of p(x_top = 1 | y), mean |p - its mean over classes|) over the top hidden layer's units."""
     p = torch.sigmoid(net.down_logits(net.num_layers - 1, net.onehot(torch.arange(net.num_classes))))
@@ -68,7 +80,13 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", default=os.environ.get("COUPLED_DATA_DIR"),
                    help="folder holding mnist/ (the test images for the walk down from q's top state); "
                         "'' to skip it")
+    p.add_argument("--reference", help="a reference CNN checkpoint: its accuracy on the binary samples")
     args = p.parse_args(argv)
+    clf = None
+    if args.reference:
+        from lightning_modules.reference import ReferenceCNN
+
+        clf = ReferenceCNN.load_from_checkpoint(args.reference, map_location="cpu", weights_only=True).eval()
     test = None
     if args.data_dir:
         from datamodules import MNISTDataModule  # only the posterior walk needs the data
@@ -81,12 +99,17 @@ def main(argv=None) -> None:
         L = net.num_layers
         if i == 0:
             post = "".join(f" from x{k}, top from q |" for k in range(L - 1)) if test else ""
+            post += " test acc: deterministic | mean-variance |" if test else ""
+            post += " reference CNN on binary samples |" if clf else ""
             print("| model | " + " | ".join(f"from x{k}" for k in range(L)) + f" |{post} mean p(top=1|y) "
                   "| class spread |")
-            print("|---" * (L + 3 + (L - 1 if test else 0)) + "|")
+            print("|---" * (L + 3 + (L + 1 if test else 0) + (1 if clf else 0)) + "|")
         accs, (mean, spread) = layer_consistency(net, args.per_class, args.seed), top_spread(net)
         if test:
-            accs = accs + posterior_top_consistency(net, test[0].to(net.W[0].dtype), test[1], args.seed)
+            x = test[0].to(net.W[0].dtype)
+            accs = accs + posterior_top_consistency(net, x, test[1], args.seed) + pass_accuracies(net, x, test[1])
+        if clf:
+            accs.append(sample_accuracy(*class_samples(net, args.per_class, args.seed), clf))
         print(f"| {name} | " + " | ".join(f"{a:.1%}" for a in accs) + f" | {mean:.3f} | {spread:.3f} |", flush=True)
 
 

@@ -57,3 +57,12 @@ def test_a_blind_prior_loses_the_class_that_the_walk_from_q_keeps():
     assert len(prior) == 3 and all(abs(a - 0.5) < 0.05 for a in prior), prior  # from x0, x1 and x2: chance
     x, y = _images(500)
     assert posterior_top_consistency(net, x, y) == [1.0, 1.0]
+
+
+def test_pass_accuracies_score_both_passes_on_the_images():
+    """The copying net recognises its two-pixel images by either pass; a net of zero weights guesses one class."""
+    from scripts.sample_layers import pass_accuracies
+
+    x, y = _images(50)
+    assert pass_accuracies(_net(20.0), x, y) == [1.0, 1.0]
+    assert pass_accuracies(_net(0.0), x, y) == [0.5, 0.5]  # argmax of equal logits: class 0, half the images
