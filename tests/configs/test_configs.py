@@ -94,6 +94,17 @@ def test_tw200_overlay_is_the_previous_make_train(cli_env, capsys):
     assert cfg["trainer"]["max_epochs"] == 200 and cfg["checkpoint"]["monitor"] == "val/loss"
 
 
+def test_mean_variance_overlay_is_make_train_with_the_mean_variance_recognition_pass(cli_env, capsys):
+    """configs/mean_variance.yaml on mnist.yaml is the MVTW200-w0.005 run: mnist.yaml's objective with
+    --model.objective_kwargs.method mean_variance, nothing else changed."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("mean_variance.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "method": "mean_variance"}
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
+        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
+    assert cfg["trainer"] == base["trainer"]
+
+
 def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
     """mnist.yaml pretrains already; the overlay is for the others (the paper's experiment, Fashion-MNIST)."""
     cfg = _print_config([*_configs("symmetric.yaml"), "--config", str(CONFIGS / "rbm.yaml")], capsys)
@@ -117,6 +128,7 @@ EXPECT = {
     "rws.yaml": ("rws", True, "MNISTDataModule"),
     "vimco.yaml": ("vimco", True, "MNISTDataModule"),
     "tw200.yaml": ("rws", True, "MNISTDataModule"),
+    "mean_variance.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 

@@ -66,3 +66,32 @@ def test_pass_accuracies_score_both_passes_on_the_images():
     x, y = _images(50)
     assert pass_accuracies(_net(20.0), x, y) == [1.0, 1.0]
     assert pass_accuracies(_net(0.0), x, y) == [0.5, 0.5]  # argmax of equal logits: class 0, half the images
+
+
+def test_main_scores_the_samples_by_the_reference_cnn(tiny_data, decoded_cache, tmp_path, capsys):
+    """`--reference` adds the reference CNN's accuracy on the test's own binary samples (same seed, per class)."""
+    import pytorch_lightning as pl
+
+    from callbacks.sample_quality import class_samples, sample_accuracy
+    from coupled import load
+    from datamodules import HFImageDataModule
+    from lightning_modules import GenerativeLearner
+    from lightning_modules.reference import ReferenceCNN
+    from scripts.sample_layers import main
+
+    pl.seed_everything(0)
+    dm = HFImageDataModule(data_dir=str(tiny_data), cache_dir=str(decoded_cache), batch_size=32, val_size=50)
+    paths = {}
+    for name, module in (("clf", ReferenceCNN(image_shape=dm.image_shape, num_classes=dm.num_classes, width=4)),
+                         ("pair", GenerativeLearner(hidden_sizes=[8], input_dim=dm.input_dim,
+                                                    num_classes=dm.num_classes, objective="rws"))):
+        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(module, datamodule=dm)
+        paths[name] = tmp_path / f"{name}.ckpt"
+        trainer.save_checkpoint(paths[name], weights_only=True)
+    main([f"tiny={paths['pair']}", "--per-class", "30", "--data-dir", "", "--reference", str(paths["clf"])])
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
+    clf = ReferenceCNN.load_from_checkpoint(paths["clf"], map_location="cpu", weights_only=True).eval()
+    expected = sample_accuracy(*class_samples(load(paths["pair"]).net, 30, 0), clf)
+    assert row[0] == "| tiny" and row[3] == f"{expected:.1%}"  # model, from x0, from x1, reference CNN
