@@ -87,6 +87,16 @@ def _wake_sleep_terms(net: CoupledSigmoidNet, x: Tensor, y: Tensor, generator: t
     return wake, sleep
 
 
+def recognition_term(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str, mean_variance_weight: float
+                     ) -> Tensor:
+    """-log q(y|x) through `method`'s pass, plus `mean_variance_weight` times that of the mean-variance pass: with
+    the deterministic pass, the pass that is tested is trained while the mean-variance one asks the codes to keep
+    the class under their sampling noise."""
+    rec = F.cross_entropy(net.recognize(x, method), y)
+    return rec + mean_variance_weight * F.cross_entropy(net.recognize(x, "mean_variance"), y) \
+        if mean_variance_weight else rec
+
+
 def sample_q(
     net: CoupledSigmoidNet, x: Tensor, num_samples: int, generator: torch.Generator | None = None
 ) -> tuple[list[Tensor], Tensor]:
@@ -120,6 +130,7 @@ def rws(
     top_weight: float = 1.0,
     hidden_weight: float = 1.0,
     method: str = "deterministic",
+    mean_variance_weight: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -137,7 +148,8 @@ def rws(
     that every sample starts from. `hidden_weight` multiplies the factors between hidden layers,
     log p(x_(k-1) | x_k) for 1 < k < L: tied, each such W_k^T is also a recognition layer's W_k, so it asks the
     recognition codes to be predictable top-down, which is what ancestral sampling walks through. `method` is
-    the pass of the recognition term (`mean_variance`: the probit-corrected one, which sees the units' noise).
+    the pass of the recognition term (`mean_variance`: the probit-corrected one, which sees the units' noise);
+    `mean_variance_weight` adds the mean-variance pass's -log q(y|x) to it (:func:`recognition_term`).
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
@@ -149,7 +161,7 @@ def rws(
         bound = (torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
     gen = -(w * log_p).sum(0).mean()
     q_term = -(w * log_q).sum(0).mean()
-    rec = F.cross_entropy(net.recognize(x, method), y)
+    rec = recognition_term(net, x, y, method, mean_variance_weight)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
     # the reweighted factors are the p-term's own (no second generation pass), each added (weight - 1) times more
     extra = (top_weight - 1) * factors[0] + (hidden_weight - 1) * sum(factors[1:-1], torch.zeros_like(factors[0]))
@@ -191,6 +203,7 @@ def vimco(
     generation_weight: float = 1.0,
     recognition_weight: float = 1.0,
     method: str = "deterministic",
+    mean_variance_weight: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> dict:
     """VIMCO (Mnih & Rezende 2016): maximise L_K = log (1/K) Σ_k p(x, h^k|y) / q(h^k|x), plus -log q(y|x).
@@ -198,7 +211,7 @@ def vimco(
     The gradient of L_K is Σ_k w~_k ∇ log w_k (the pathwise part, exact for p) plus the score-function part
     Σ_k (L_K - L_K^(-k)) ∇ log q(h^k|x), where L_K^(-k) replaces log w_k by the mean of the others (the
     leave-one-out baseline): each sample's learning signal is how much it adds to the bound. `bound` is the
-    batch mean of L_K. Needs K >= 2. `method`: the pass of the recognition term, as in :func:`rws`.
+    batch mean of L_K. Needs K >= 2. `method`, `mean_variance_weight`: the recognition term, as in :func:`rws`.
     """
     if num_samples < 2:
         raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
@@ -218,7 +231,7 @@ def vimco(
     surrogate = (w * log_w).sum(0) + (signal * log_q).sum(0)  # its gradient is VIMCO's estimate of ∇ L_K
     bound = bound_per_example.mean()
     gen = -(surrogate - surrogate.detach()).mean() - bound  # the value -L_K, the gradient the surrogate's
-    rec = F.cross_entropy(net.recognize(x, method), y)
+    rec = recognition_term(net, x, y, method, mean_variance_weight)
     return {"loss": recognition_weight * rec + generation_weight * gen, "recognition": rec,
             "generation": gen, "bound": bound}
 

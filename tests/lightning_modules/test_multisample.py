@@ -314,3 +314,19 @@ def test_multisample_recognition_term_runs_through_the_chosen_pass(objective):
         assert out["recognition"].item() == pytest.approx(expected.item(), abs=1e-12), m
     assert abs(outs["mean_variance"]["recognition"].item() - outs["deterministic"]["recognition"].item()) > 1e-4
     assert outs["mean_variance"]["bound"].item() == outs["deterministic"]["bound"].item()  # the same draws
+
+
+@pytest.mark.parametrize("objective", ["rws", "vimco"])
+def test_mean_variance_weight_adds_the_mean_variance_pass_to_the_recognition_term(objective):
+    """Both passes trained at once: -log q(y|x) of the deterministic pass plus m times the mean-variance pass's,
+    logged as `recognition` and weighted by recognition_weight like the term it extends; 0 leaves it out."""
+    net = tiny_net(True)
+    x, y = data(net)
+    ce = {m: torch.nn.functional.cross_entropy(net.recognize(x, m), y).item()
+          for m in ("deterministic", "mean_variance")}
+    kw = dict(num_samples=3, recognition_weight=2.0)
+    both = OBJECTIVES[objective](net, x, y, mean_variance_weight=0.5, generator=torch.Generator().manual_seed(0), **kw)
+    plain = OBJECTIVES[objective](net, x, y, generator=torch.Generator().manual_seed(0), **kw)
+    assert both["recognition"].item() == pytest.approx(ce["deterministic"] + 0.5 * ce["mean_variance"], abs=1e-12)
+    assert plain["recognition"].item() == pytest.approx(ce["deterministic"], abs=1e-12)
+    assert both["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * 0.5 * ce["mean_variance"], abs=1e-10)
