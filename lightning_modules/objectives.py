@@ -164,8 +164,8 @@ def rws(
     rec = recognition_term(net, x, y, method, mean_variance_weight)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
     # the reweighted factors are the p-term's own (no second generation pass), each added (weight - 1) times more
-    extra = (top_weight - 1) * factors[0] + (hidden_weight - 1) * sum(factors[1:-1], torch.zeros_like(factors[0]))
     if top_weight != 1 or hidden_weight != 1:
+        extra = (top_weight - 1) * factors[0] + (hidden_weight - 1) * sum(factors[1:-1], torch.zeros_like(factors[0]))
         loss = loss - generation_weight * (w * extra.view_as(log_q)).sum(0).mean()
     out = {"recognition": rec, "generation": gen, "q": q_term, "bound": bound}
     if generative_class_weight:
