@@ -98,8 +98,7 @@ class SampleQuality(pl.Callback):
         if self.classifier_ckpt:
             from lightning_modules.reference import ReferenceCNN
 
-            clf = ReferenceCNN.load_from_checkpoint(self.classifier_ckpt, map_location=pl_module.device,
-                                                    weights_only=True).eval()
+            clf = ReferenceCNN.for_scoring(self.classifier_ckpt, map_location=pl_module.device)
             res["sample_acc"] = sample_accuracy(samples, labels, clf)
             means, labels = class_samples(net, self.per_class, self.seed, kind="means")  # the same draws' means
             res["sample_acc_means"] = sample_accuracy(means, labels, clf)

@@ -26,6 +26,12 @@ class ReferenceCNN(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    @classmethod
+    def for_scoring(cls, path: str, map_location="cpu") -> ReferenceCNN:
+        """The classifier of a reference checkpoint, read with weights_only=True (a checkpoint is untrusted input),
+        in eval mode: what scores generated samples."""
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x.view(x.shape[0], *self.hparams.image_shape)))
 

@@ -69,7 +69,7 @@ def main(argv=None) -> None:
             row[f"{label}_subset"] = big
             print(f"[k] {name} {label}: {row[label]} subset {big}", flush=True)
         if args.reference and Path(args.reference).is_file():
-            clf = ReferenceCNN.load_from_checkpoint(args.reference, map_location="cpu", weights_only=True).eval()
+            clf = ReferenceCNN.for_scoring(args.reference)
             for kind in ("binary", "means"):
                 samples, labels = class_samples(net, 1000, seed, kind=kind)
                 row[f"sample_acc_{kind}"] = sample_accuracy(samples, labels, clf)

@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     if args.reference:
         from lightning_modules.reference import ReferenceCNN
 
-        clf = ReferenceCNN.load_from_checkpoint(args.reference, map_location="cpu", weights_only=True).eval()
+        clf = ReferenceCNN.for_scoring(args.reference)
     test = None
     if args.data_dir:
         from datamodules import MNISTDataModule  # only the posterior walk needs the data

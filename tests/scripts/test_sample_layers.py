@@ -92,6 +92,6 @@ def test_main_scores_the_samples_by_the_reference_cnn(tiny_data, decoded_cache, 
         trainer.save_checkpoint(paths[name], weights_only=True)
     main([f"tiny={paths['pair']}", "--per-class", "30", "--data-dir", "", "--reference", str(paths["clf"])])
     row = capsys.readouterr().out.strip().splitlines()[-1].split(" | ")
-    clf = ReferenceCNN.load_from_checkpoint(paths["clf"], map_location="cpu", weights_only=True).eval()
+    clf = ReferenceCNN.for_scoring(paths["clf"])
     expected = sample_accuracy(*class_samples(load(paths["pair"]).net, 30, 0), clf)
     assert row[0] == "| tiny" and row[3] == f"{expected:.1%}"  # model, from x0, from x1, reference CNN
