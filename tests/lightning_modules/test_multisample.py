@@ -330,3 +330,6 @@ def test_mean_variance_weight_adds_the_mean_variance_pass_to_the_recognition_ter
     assert both["recognition"].item() == pytest.approx(ce["deterministic"] + 0.5 * ce["mean_variance"], abs=1e-12)
     assert plain["recognition"].item() == pytest.approx(ce["deterministic"], abs=1e-12)
     assert both["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * 0.5 * ce["mean_variance"], abs=1e-10)
+    on_mv = OBJECTIVES[objective](net, x, y, method="mean_variance", mean_variance_weight=0.5,
+                                  generator=torch.Generator().manual_seed(0), **kw)
+    assert on_mv["recognition"].item() == pytest.approx(1.5 * ce["mean_variance"], abs=1e-12)
