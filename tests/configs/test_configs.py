@@ -105,6 +105,18 @@ def test_mean_variance_overlay_is_make_train_with_the_mean_variance_recognition_
     assert cfg["trainer"] == base["trainer"]
 
 
+def test_both_passes_overlay_is_make_train_with_the_mean_variance_term_added(cli_env, capsys):
+    """configs/both_passes.yaml on mnist.yaml is the MIXTW200-w0.005 run: mnist.yaml's objective with the
+    deterministic pass kept and the mean-variance pass's cross-entropy added at weight 1, nothing else changed."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("both_passes.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "method": "deterministic",
+                                                "mean_variance_weight": 1.0}
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
+        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
+    assert cfg["trainer"] == base["trainer"]
+
+
 def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
     """mnist.yaml pretrains already; the overlay is for the others (the paper's experiment, Fashion-MNIST)."""
     cfg = _print_config([*_configs("symmetric.yaml"), "--config", str(CONFIGS / "rbm.yaml")], capsys)
@@ -129,6 +141,7 @@ EXPECT = {
     "vimco.yaml": ("vimco", True, "MNISTDataModule"),
     "tw200.yaml": ("rws", True, "MNISTDataModule"),
     "mean_variance.yaml": ("rws", True, "MNISTDataModule"),
+    "both_passes.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 
