@@ -93,7 +93,7 @@ def recognition_term(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str, 
     the deterministic pass, the pass that is tested is trained while the mean-variance one asks the codes to keep
     the class under their sampling noise."""
     rec = F.cross_entropy(net.recognize(x, method), y)
-    if method == "mean_variance":  # the same pass twice: one product per layer, scaled
+    if method == "mean_variance":  # already the mean-variance pass: run it once and scale it
         return (1.0 + mean_variance_weight) * rec
     return rec + mean_variance_weight * F.cross_entropy(net.recognize(x, "mean_variance"), y) \
         if mean_variance_weight else rec
