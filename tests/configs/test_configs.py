@@ -94,24 +94,18 @@ def test_tw200_overlay_is_the_previous_make_train(cli_env, capsys):
     assert cfg["trainer"]["max_epochs"] == 200 and cfg["checkpoint"]["monitor"] == "val/loss"
 
 
-def test_mean_variance_overlay_is_make_train_with_the_mean_variance_recognition_pass(cli_env, capsys):
-    """configs/mean_variance.yaml on mnist.yaml is the MVTW200-w0.005 run: mnist.yaml's objective with
-    --model.objective_kwargs.method mean_variance, nothing else changed."""
+@pytest.mark.parametrize("name, changed", [
+    ("mean_variance.yaml", {"method": "mean_variance"}),
+    ("both_passes.yaml", {"method": "deterministic", "mean_variance_weight": 1.0}),
+])
+def test_recognition_pass_overlays_are_make_train_with_one_change(cli_env, capsys, name, changed):
+    """configs/mean_variance.yaml on mnist.yaml is the MVTW200-w0.005 run (the recognition term through the
+    mean-variance pass), configs/both_passes.yaml the MIXTW200-w0.005 run (the deterministic pass kept and the
+    mean-variance pass's cross-entropy added at weight 1): mnist.yaml's objective with those keys, nothing else
+    changed."""
     base = _print_config(_configs("mnist.yaml"), capsys)
-    cfg = _print_config(_configs("mean_variance.yaml"), capsys)
-    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "method": "mean_variance"}
-    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
-        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
-    assert cfg["trainer"] == base["trainer"]
-
-
-def test_both_passes_overlay_is_make_train_with_the_mean_variance_term_added(cli_env, capsys):
-    """configs/both_passes.yaml on mnist.yaml is the MIXTW200-w0.005 run: mnist.yaml's objective with the
-    deterministic pass kept and the mean-variance pass's cross-entropy added at weight 1, nothing else changed."""
-    base = _print_config(_configs("mnist.yaml"), capsys)
-    cfg = _print_config(_configs("both_passes.yaml"), capsys)
-    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "method": "deterministic",
-                                                "mean_variance_weight": 1.0}
+    cfg = _print_config(_configs(name), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], **changed}
     assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
         {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
     assert cfg["trainer"] == base["trainer"]
