@@ -7,7 +7,8 @@ walk does not, the samples lose it to the factorial prior (its holes), not to th
 
 With `--reference CKPT` it also scores the test's own binary samples (seed, per class) by that reference CNN, and
 with test images it gives the test accuracy of both passes: a check of a run still training, without its
-likelihoods.
+likelihoods. With both it first prints the reference CNN's own accuracy on the test images, grey and binarized
+(one Bernoulli draw): the ceiling a sample score is read against.
 
     python -m scripts.sample_layers NAME=CKPT [NAME=CKPT ...] [--per-class 500] [--seed 0] [--data-dir DIR]
                                     [--reference CKPT]
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from callbacks.sample_quality import class_samples, sample_accuracy
 from coupled import load
+from datamodules.binarize import bernoulli_grey
 from lightning_modules.model import METHODS, CoupledSigmoidNet, bernoulli
 
 
@@ -72,6 +74,14 @@ def top_spread(net: CoupledSigmoidNet) -> tuple[float, float]:
     return p.mean().item(), (p - p.mean(0)).abs().mean().item()
 
 
+@torch.no_grad()
+def reference_ceiling(classifier: torch.nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> tuple[float, float]:
+    """The classifier's accuracy on the images x (uint8 grey levels, labels y), grey and binarized by one
+    Bernoulli(x / 255) draw: binary samples are scored against the second."""
+    return (sample_accuracy(x.float() / 255, y, classifier),
+            sample_accuracy(bernoulli_grey(x, seed), y, classifier))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="NAME=CKPT pairs")
@@ -93,6 +103,9 @@ def main(argv=None) -> None:
 
         x, y = MNISTDataModule(data_dir=str(Path(args.data_dir) / "mnist")).split_tensors("test")
         test = (x.float() / 255, y)
+        if clf:
+            grey, binary = reference_ceiling(clf, x, y, args.seed)
+            print(f"# reference CNN on the test images: {grey:.2%} grey, {binary:.2%} binarized (seed {args.seed})")
     for i, spec in enumerate(args.models):
         name, _, path = spec.partition("=")
         net = load(path).net

@@ -95,3 +95,19 @@ def test_main_scores_the_samples_by_the_reference_cnn(tiny_data, decoded_cache, 
     clf = ReferenceCNN.for_scoring(paths["clf"])
     expected = sample_accuracy(*class_samples(load(paths["pair"]).net, 30, 0), clf)
     assert row[0] == "| tiny" and row[3] == f"{expected:.1%}"  # model, from x0, from x1, reference CNN
+
+
+def test_reference_ceiling_scores_grey_images_and_one_bernoulli_draw_of_them():
+    """A one-pixel classifier that says class 1 above 0.3: every grey 102/255 (0.4) image labelled 1 passes, and
+    a Bernoulli(0.4) draw of it passes as often as the pixel comes up 1."""
+    from scripts.sample_layers import reference_ceiling
+
+    clf = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        clf.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        clf.bias.copy_(torch.tensor([0.0, -0.3]))
+    x = torch.full((4000, 1), 102, dtype=torch.uint8)
+    grey, binary = reference_ceiling(clf, x, torch.ones(4000, dtype=torch.long), seed=3)
+    assert grey == 1.0
+    assert abs(binary - 0.4) < 0.03  # sd of the mean: sqrt(0.24 / 4000) = 0.008
+    assert reference_ceiling(clf, x, torch.ones(4000, dtype=torch.long), seed=3)[1] == binary  # seeded
