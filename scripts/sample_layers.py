@@ -25,7 +25,6 @@ from torch import Tensor
 
 from callbacks.sample_quality import class_samples, sample_accuracy
 from coupled import load
-from datamodules.binarize import bernoulli_grey
 from lightning_modules.model import METHODS, CoupledSigmoidNet, bernoulli
 
 
@@ -78,6 +77,8 @@ def top_spread(net: CoupledSigmoidNet) -> tuple[float, float]:
 def reference_ceiling(classifier: torch.nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> tuple[float, float]:
     """The classifier's accuracy on the images x (uint8 grey levels, labels y), grey and binarized by one
     Bernoulli(x / 255) draw: binary samples are scored against the second."""
+    from datamodules.binarize import bernoulli_grey  # the data package only where images are read
+
     return (sample_accuracy(x.float() / 255, y, classifier),
             sample_accuracy(bernoulli_grey(x, seed), y, classifier))
 
