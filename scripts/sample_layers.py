@@ -8,7 +8,7 @@ walk does not, the samples lose it to the factorial prior (its holes), not to th
 With `--reference CKPT` it also scores the test's own binary samples (seed, per class) by that reference CNN, and
 with test images it gives the test accuracy of both passes: a check of a run still training, without its
 likelihoods. With both it first prints the reference CNN's own accuracy on the test images, grey and binarized
-(one Bernoulli draw): the ceiling a sample score is read against.
+as the test's likelihood reads them (`fixed_binarize`): the ceiling a sample score is read against.
 
     python -m scripts.sample_layers NAME=CKPT [NAME=CKPT ...] [--per-class 500] [--seed 0] [--data-dir DIR]
                                     [--reference CKPT]
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from callbacks.sample_quality import class_samples, sample_accuracy
 from coupled import load
-from lightning_modules.model import METHODS, CoupledSigmoidNet, bernoulli
+from lightning_modules.model import METHODS, CoupledSigmoidNet, bernoulli, fixed_binarize
 
 
 def _accuracies(net: CoupledSigmoidNet, states: list[Tensor], y: Tensor) -> list[float]:
@@ -75,12 +75,9 @@ def top_spread(net: CoupledSigmoidNet) -> tuple[float, float]:
 
 @torch.no_grad()
 def reference_ceiling(classifier: torch.nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> tuple[float, float]:
-    """The classifier's accuracy on the images x (uint8 grey levels, labels y), grey and binarized by one
-    Bernoulli(x / 255) draw: binary samples are scored against the second."""
-    from datamodules.binarize import bernoulli_grey  # the data package only where images are read
-
-    return (sample_accuracy(x.float() / 255, y, classifier),
-            sample_accuracy(bernoulli_grey(x, seed), y, classifier))
+    """The classifier's accuracy on the grey images x (in [0, 1], labels y), and on their one fixed binarization,
+    the test set `test/log_likelihood` reads: binary samples are scored against the second."""
+    return sample_accuracy(x, y, classifier), sample_accuracy(fixed_binarize(x, seed), y, classifier)
 
 
 def main(argv=None) -> None:
@@ -105,7 +102,7 @@ def main(argv=None) -> None:
         x, y = MNISTDataModule(data_dir=str(Path(args.data_dir) / "mnist")).split_tensors("test")
         test = (x.float() / 255, y)
         if clf:
-            grey, binary = reference_ceiling(clf, x, y, args.seed)
+            grey, binary = reference_ceiling(clf, *test, args.seed)
             print(f"# reference CNN on the test images: {grey:.2%} grey, {binary:.2%} binarized (seed {args.seed})")
     for i, spec in enumerate(args.models):
         name, _, path = spec.partition("=")

@@ -97,17 +97,22 @@ def test_main_scores_the_samples_by_the_reference_cnn(tiny_data, decoded_cache, 
     assert row[0] == "| tiny" and row[3] == f"{expected:.1%}"  # model, from x0, from x1, reference CNN
 
 
-def test_reference_ceiling_scores_grey_images_and_one_bernoulli_draw_of_them():
-    """A one-pixel classifier that says class 1 above 0.3: every grey 102/255 (0.4) image labelled 1 passes, and
-    a Bernoulli(0.4) draw of it passes as often as the pixel comes up 1."""
+def test_reference_ceiling_scores_grey_images_and_their_fixed_binarization():
+    """A classifier that says class 1 where the first pixel is above 0.3: every image with that pixel at 0.4
+    (labelled 1) passes grey, and binarized as the test set is it passes as often as the pixel comes up 1. The two
+    other pixels only make the images distinct (the binarization hashes each image's content)."""
+    from callbacks.sample_quality import sample_accuracy
+    from lightning_modules.model import fixed_binarize
     from scripts.sample_layers import reference_ceiling
 
-    clf = torch.nn.Linear(1, 2)
+    clf = torch.nn.Linear(3, 2)
     with torch.no_grad():
-        clf.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        clf.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
         clf.bias.copy_(torch.tensor([0.0, -0.3]))
-    x = torch.full((4000, 1), 102, dtype=torch.uint8)
-    grey, binary = reference_ceiling(clf, x, torch.ones(4000, dtype=torch.long), seed=3)
+    i = torch.arange(4000)
+    x = torch.stack([torch.full((4000,), 0.4), (i % 64) / 63, (i // 64) / 63], 1)
+    y = torch.ones(4000, dtype=torch.long)
+    grey, binary = reference_ceiling(clf, x, y, seed=3)
     assert grey == 1.0
     assert abs(binary - 0.4) < 0.03  # sd of the mean: sqrt(0.24 / 4000) = 0.008
-    assert reference_ceiling(clf, x, torch.ones(4000, dtype=torch.long), seed=3)[1] == binary  # seeded
+    assert binary == sample_accuracy(fixed_binarize(x, 3), y, clf)  # the test set's own binarization
