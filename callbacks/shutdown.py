@@ -36,9 +36,13 @@ class GracefulShutdown(Callback):
     signal it saves a checkpoint there (the regular, exactly resumable mid-epoch point), prints the
     message, and lets Lightning's ``SIGTERMException`` end ``fit``; ``sys.exit`` status is 0. If
     Lightning did not see the signal (no handler of its own) it sets ``trainer.should_stop`` instead.
-    If the signal arrives where no batch end follows (during validation, at an epoch's end) the
-    checkpoint is saved in ``on_exception`` instead. Nothing is saved if no training step was taken since
-    this fit started (no progress to keep, and an older good checkpoint is not overwritten).
+    A signal during an epoch's last batch or the validation after it is held back from Lightning until
+    ``on_train_epoch_end``: that validation ends first, then the fit stops at the epoch's end.
+    (Stopping at the last batch lost the epoch's validation: the resumed run starts the next epoch.) A signal
+    during the fit's last epoch end lets the fit end as it would have. At an epoch's end, or where no batch
+    end follows, the checkpoint is saved in ``on_exception``, once every callback has closed the epoch. Nothing
+    is saved if no training step was taken since this fit started (no progress to keep, and an older good
+    checkpoint is not overwritten).
 
     Several processes (DDP, any launcher): the handler only records the signal, on whichever rank got it,
     and does not chain to Lightning's. Lightning 2.6's handler runs a ``broadcast`` inside the signal
@@ -47,7 +51,8 @@ class GracefulShutdown(Callback):
     (tests/coupled/test_cli_sigterm.py). Instead the ranks agree at every ``on_train_batch_end`` (one
     one-element all-reduce: did any rank get a SIGTERM?); then all of them raise Lightning's flag, save
     the same step together and stop there (the callback raises Lightning's ``SIGTERMException`` itself, so
-    that no rank enters a validation the others leave). A signal after the fit's last batch (its last
+    that no rank enters a validation the others leave). At an epoch's last batch they agree in
+    ``on_train_epoch_end`` instead, after the validation. A signal after the fit's last batch (its last
     validation) lets the fit end as it would have, its checkpoints saved; the ranks agree on it in
     ``on_train_end`` and ``received`` then tells the CLI to skip the test after fit. Lightning's handler is
     not put back before teardown: a second signal while a rank still talks to the others stays harmless.
@@ -64,12 +69,21 @@ class GracefulShutdown(Callback):
         self.saved_path: str | None = None
         self._start_step = 0
         self._distributed = False
+        self._epoch_end = False  # in an epoch's last training batch or the validation after it
+        self._stop_at_epoch_end = False  # the ranks agreed to stop at this epoch's end
+        self._held: tuple | None = None  # a signal held back from Lightning's handler until the epoch's end
 
     # ---- signal handling ----
     def _handler(self, signum, frame) -> None:
         self._received = True
         if self._distributed:  # no collective inside a signal handler: the ranks agree at the next batch end
             return
+        if self._epoch_end:  # Lightning would cut the epoch's validation short: on_train_epoch_end passes it on
+            self._held = (signum, frame)
+            return
+        self._chain(signum, frame)
+
+    def _chain(self, signum, frame) -> None:
         prev = self._previous
         if callable(prev):
             prev(signum, frame)
@@ -98,6 +112,7 @@ class GracefulShutdown(Callback):
         self._received = False
         self.saved_path = None
         self._start_step = trainer.global_step
+        self._epoch_end, self._held, self._stop_at_epoch_end = False, None, False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._distributed = trainer.world_size > 1
@@ -109,8 +124,14 @@ class GracefulShutdown(Callback):
         self._start_step = trainer.global_step  # after a resume's restore
         self._install()
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._epoch_end = batch_idx + 1 >= trainer.num_training_batches
+        if self._epoch_end and not self._distributed and trainer.received_sigterm and self.saved_path is None:
+            set_received_sigterm(trainer, False)  # it came while this batch was fetched: hold it as well
+            self._held = ()  # Lightning's handler has run: only its flag is to be raised again
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.saved_path is not None:
+        if self.saved_path is not None or self._epoch_end:  # the epoch's validation comes first
             return
         if self._distributed:  # every rank is here at the same step: stop together if any rank was signalled
             if not trainer.strategy.reduce_boolean_decision(self._received, all=False):
@@ -135,10 +156,36 @@ class GracefulShutdown(Callback):
                 print("received SIGTERM before the first training step: no checkpoint saved", file=sys.stderr,
                       flush=True)
             return
-        if self._distributed:  # saved at a batch end, where the ranks agreed; an exception may be one rank's own,
-            return             # and a save here would wait for ranks that are not there
+        if self._distributed and not (self._stop_at_epoch_end and isinstance(exception, SIGTERMException)):
+            return  # saved at a batch end, where the ranks agreed; an exception may be one rank's own, and a save
+            # here would wait for ranks that are not there (at an epoch's end every rank raised Lightning's here)
         if self.saved_path is None:
             self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._epoch_end, held = False, self._held
+        self._held = None
+        if self.saved_path is not None or self._last_epoch(trainer):  # the fit ends here anyway
+            return
+        if self._distributed:  # every rank ends the epoch here, its validation done
+            if not trainer.strategy.reduce_boolean_decision(self._received, all=False):
+                return
+            self._received = True
+            set_received_sigterm(trainer)  # Lightning raises SIGTERMException on every rank after this hook
+        elif held is not None:
+            self._chain(*held) if held else set_received_sigterm(trainer)
+            if not trainer.received_sigterm:
+                trainer.should_stop = True
+        elif not trainer.received_sigterm:
+            return
+        self._stop_at_epoch_end = True  # on_exception saves, once every callback has closed the epoch
+
+    @staticmethod
+    def _last_epoch(trainer: pl.Trainer) -> bool:
+        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+        if max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch + 1:
+            return True
+        return max_steps != -1 and trainer.global_step >= max_steps
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._distributed:  # every rank ends training here: agree on a signal that came after the last batch

@@ -52,10 +52,11 @@ def mark_checkpoint_saved(callback: Any, step: int) -> None:
         callback._last_global_step_saved = step
 
 
-def set_received_sigterm(trainer: pl.Trainer) -> None:
+def set_received_sigterm(trainer: pl.Trainer, value: bool = True) -> None:
     """Raise Lightning's SIGTERM flag (a read-only property on the Trainer), so that its loops stop the run
-    where they check it, on every rank at once when every rank sets it at the same step."""
-    trainer._signal_connector.received_sigterm = True
+    where they check it, on every rank at once when every rank sets it at the same step; or lower it, so that
+    they let an epoch's validation finish first."""
+    trainer._signal_connector.received_sigterm = value
 
 
 def wandb_init_kwargs(logger: Any) -> dict | None:

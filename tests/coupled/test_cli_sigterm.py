@@ -68,7 +68,10 @@ def test_sigterm_to_a_non_zero_rank_stops_every_rank_at_one_step(tmp_path, tiny_
     index = json.loads((folder / "index.json").read_text())
     latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
     saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
-    assert latest["filename"] == "last.ckpt" and latest["step"] == saved["global_step"] < EPOCHS * 4, err[-2000:]
+    assert latest["step"] == saved["global_step"] < EPOCHS * 4, err[-2000:]
+    if latest["filename"] != "last.ckpt":  # a signal at an epoch's end: the stop waits for its validation, whose
+        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")  # best save is that step
+        assert latest["filename"] == "best.ckpt" and best["global_step"] == saved["global_step"], index
 
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
@@ -81,8 +84,8 @@ def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, d
     saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
     steps = EPOCHS * (7 if devices == 1 else 4)
     assert latest["step"] == saved["global_step"] < steps, (index, err[-2000:])  # the SIGTERM save, mid-run
-    if latest["filename"] != "last.ckpt":  # a signal in an epoch's last validation batch: that validation's best
-        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")  # save is the same state
+    if latest["filename"] != "last.ckpt":  # a signal at an epoch's end: the stop waits for its validation, whose
+        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")  # best save is that step
         assert latest["filename"] == "best.ckpt" and best["global_step"] == saved["global_step"], index
 
     resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest"),
@@ -116,3 +119,25 @@ def test_sigterm_during_rbm_pretraining_stops_with_one_line_and_status_0(tmp_pat
     assert out.count("received SIGTERM before the first training step: no checkpoint saved") == 1, out[-3000:]
     assert "reconstruction error" not in out  # it stopped inside pretraining, not after it
     assert not list((tmp_path / "runs" / "pre").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("where", ["last_batch", "validation"])
+def test_ddp_sigterm_at_an_epochs_end_validates_that_epoch_then_stops(tmp_path, tiny_data, decoded_cache, where):
+    """Rank 1 gets the signal in epoch 1's last batch or its validation: both ranks finish that validation,
+    save at the epoch's end and stop; the resumed fit validates every later epoch, none twice."""
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    env = {**subprocess_env(tmp_path, decoded_cache), "COUPLED_RUN_ID": "stopped"}
+    term = json.dumps({"class_path": "tests.coupled._term_at.TermAt", "init_args": {"where": where, "rank": 1}})
+    short = ["--trainer.max_epochs", "4"]
+    stopped = subprocess.run(_fit(tmp_path, "stopped", 2, *short, f"--trainer.callbacks+={term}"), cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 0 and "received SIGTERM: saved checkpoint" in stopped.stderr, stopped.stderr[-3000:]
+    run = tmp_path / "runs" / "stopped"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * 4
+    validated = [e["epoch"] for e in json.loads((run / "metrics.json").read_text())["epochs"] if "val/loss" in e]
+    assert validated == [0, 1], stopped.stderr[-2000:]
+    resumed = subprocess.run(_fit(tmp_path, "stopped", 2, *short, "--ckpt_path", "wandb:model-stopped:latest"),
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    validated = [e["epoch"] for e in json.loads((run / "metrics.json").read_text())["epochs"] if "val/loss" in e]
+    assert validated == [0, 1, 2, 3]

@@ -91,3 +91,19 @@ def test_raising_the_sigterm_flag_stops_fit_after_that_batch(tmp_path):
     with pytest.raises(SIGTERMException):
         trainer.fit(model, loader)
     assert trainer.received_sigterm and trainer.global_step == 2
+
+
+def test_lowering_the_sigterm_flag_lets_fit_run_on():
+    class RaiseThenLower(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                private.set_received_sigterm(trainer)
+                assert trainer.received_sigterm
+                private.set_received_sigterm(trainer, False)
+
+    model = GenerativeLearner(sizes=[6, 4, 2])
+    loader = DataLoader(TensorDataset(torch.rand(24, 6), torch.arange(24) % 2), batch_size=4)
+    trainer = pl.Trainer(max_epochs=2, callbacks=[RaiseThenLower()], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, loader)
+    assert not trainer.received_sigterm and trainer.global_step == 12

@@ -42,13 +42,14 @@ def write_data(root: Path) -> Path:
     return root
 
 
-def datamodule(data: str | Path, seed: int = 0) -> HFImageDataModule:
+def datamodule(data: str | Path, seed: int = 0, eval_batch_size: int | None = None) -> HFImageDataModule:
     data = Path(data)
     return HFImageDataModule(
         name="test/tiny",
         data_dir=str(data / "data"),
         cache_dir=str(data / "cache"),
         batch_size=BATCH_SIZE,
+        eval_batch_size=eval_batch_size,
         val_size=N_VAL,
         binarize="dynamic",
         seed=seed,
@@ -143,13 +144,15 @@ def run(
     sleep: float = 0.0,
     every_n_steps: int | None = 1,
     objective: str = "symmetric",
+    extra=(),
+    eval_batch_size: int | None = None,
     **kw,
 ):
     pl.seed_everything(0, workers=True)
-    dm = datamodule(data)
+    dm = datamodule(data, eval_batch_size=eval_batch_size)
     sizes = [dm.input_dim, SIZES[1], dm.num_classes]
     model = CheckedLearner(sizes=sizes, lr=0.05, objective=objective, nan_at_step=nan_at_step)
-    extra = [SlowDown(sleep)] if sleep else []
+    extra = [*extra, SlowDown(sleep)] if sleep else list(extra)
     trainer, rec, ckpt = make_trainer(root, max_epochs, every_n_steps=every_n_steps, extra=extra, **kw)
     trainer.fit(model, datamodule=dm, ckpt_path=resume)
     return trainer, model, rec, ckpt

@@ -115,6 +115,60 @@ def test_sigterm_in_process_stops_after_the_batch_and_resumes_exactly(tmp_path, 
     assert_bitwise_equal(model.state_dict(), reference["state_dict"], "parameters")
 
 
+class _ValidatedEpochs(_train.Callback):
+    """The epochs whose validation ran to its end (sanity checks excluded)."""
+
+    def __init__(self):
+        self.epochs: list[int] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.epochs.append(trainer.current_epoch)
+
+
+@pytest.mark.parametrize("where", ["fetch", "last_batch", "validation"])
+def test_sigterm_at_an_epochs_end_still_validates_that_epoch(tmp_path, data_root, reference, where):
+    """A signal during the epoch's last batch or its validation lets that validation finish before the stop:
+    stopping first left the epoch validated by nobody, since the resumed run starts the next epoch."""
+
+    class Term(_train.Callback):
+        def __init__(self):
+            self.sent = False
+
+        def _send(self):
+            if not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if where != "validation" and trainer.current_epoch == 1 and batch_idx == trainer.num_training_batches - 1:
+                self._send()  # "fetch": this hook runs first, so Lightning has the signal before GracefulShutdown
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            if where == "validation" and not trainer.sanity_checking and trainer.current_epoch == 1:
+                self._send()
+
+    _train.pl.seed_everything(0, workers=True)
+    model = _train.CheckedLearner(sizes=_train.SIZES, lr=0.05)
+    seen = _ValidatedEpochs()
+    term = Term()
+    trainer, _, ckpt = _train.make_trainer(str(tmp_path), EPOCHS, every_n_steps=None, extra=[seen])
+    trainer.callbacks.insert(0 if where == "fetch" else len(trainer.callbacks), term)
+    with pytest.raises(SystemExit) as e:
+        trainer.fit(model, datamodule=_train.datamodule(data_root, eval_batch_size=8))  # 4 validation batches
+    assert e.value.code in (None, 0)
+    assert seen.epochs == [0, 1]  # epoch 1's validation ran to its end before the stop
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert load_checkpoint_safely(last)["global_step"] == 2 * _train.N_TRAIN // _train.BATCH_SIZE
+    resumed = _ValidatedEpochs()
+    trainer, model, _, _ = _train.run(
+        str(tmp_path), EPOCHS, data_root, resume=str(last), every_n_steps=None, extra=[resumed],
+        eval_batch_size=8,
+    )
+    assert resumed.epochs == list(range(2, EPOCHS))  # nothing validated twice, nothing skipped
+    assert_bitwise_equal(model.state_dict(), reference["state_dict"], "parameters")
+
+
 WRITER = """
 import sys
 import torch

@@ -1,0 +1,31 @@
+"""A callback for subprocess tests: SIGTERM to this process at one point of an epoch's end, on one rank.
+
+Passed to `coupled fit` as ``--trainer.callbacks+='{"class_path": "tests.coupled._term_at.TermAt", ...}'``."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pytorch_lightning.callbacks import Callback
+
+
+class TermAt(Callback):
+    """``where``: "last_batch" (the start of the epoch's last training batch) or "validation" (its first
+    validation batch)."""
+
+    def __init__(self, epoch: int = 1, where: str = "last_batch", rank: int = 0):
+        self.epoch, self.where, self.rank, self.sent = epoch, where, rank, False
+
+    def _send(self, trainer) -> None:
+        if not self.sent and trainer.global_rank == self.rank and trainer.current_epoch == self.epoch:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.where == "last_batch" and batch_idx + 1 == trainer.num_training_batches:
+            self._send(trainer)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.where == "validation" and not trainer.sanity_checking:
+            self._send(trainer)
