@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks.model_checkpoint import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lightning_modules.lightning_private import mark_checkpoint_saved, set_received_sigterm
+from lightning_modules.lightning_private import is_last_train_batch, mark_checkpoint_saved, set_received_sigterm
 
 __all__ = ["GracefulShutdown", "SIGTERMException"]
 
@@ -125,7 +125,7 @@ class GracefulShutdown(Callback):
         self._install()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._epoch_end = batch_idx + 1 >= trainer.num_training_batches
+        self._epoch_end = is_last_train_batch(trainer, batch_idx)
         if self._epoch_end and not self._distributed and trainer.received_sigterm and self.saved_path is None:
             set_received_sigterm(trainer, False)  # it came while this batch was fetched: hold it as well
             self._held = ()  # Lightning's handler has run: only its flag is to be raised again
@@ -165,8 +165,8 @@ class GracefulShutdown(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._epoch_end, held = False, self._held
         self._held = None
-        if self.saved_path is not None or self._last_epoch(trainer):  # the fit ends here anyway
-            return
+        if self.saved_path is not None or self._last_epoch(trainer) or trainer.should_stop:  # the fit ends here
+            return  # anyway (its last epoch, early stopping): as it would have; `received` skips the test after it
         if self._distributed:  # every rank ends the epoch here, its validation done
             if not trainer.strategy.reduce_boolean_decision(self._received, all=False):
                 return
@@ -174,8 +174,8 @@ class GracefulShutdown(Callback):
             set_received_sigterm(trainer)  # Lightning raises SIGTERMException on every rank after this hook
         elif held is not None:
             self._chain(*held) if held else set_received_sigterm(trainer)
-            if not trainer.received_sigterm:
-                trainer.should_stop = True
+            if not trainer.received_sigterm:  # Lightning registered no handler: raise its flag ourselves
+                set_received_sigterm(trainer)
         elif not trainer.received_sigterm:
             return
         self._stop_at_epoch_end = True  # on_exception saves, once every callback has closed the epoch

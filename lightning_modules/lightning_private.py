@@ -52,6 +52,13 @@ def mark_checkpoint_saved(callback: Any, step: int) -> None:
         callback._last_global_step_saved = step
 
 
+def is_last_train_batch(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Is this training batch the epoch's last? Lightning knows it before the batch's hooks run, also for a loader
+    without a length (where ``num_training_batches`` is inf)."""
+    progress = getattr(trainer.fit_loop.epoch_loop, "batch_progress", None)
+    return bool(getattr(progress, "is_last_batch", False)) or batch_idx + 1 >= trainer.num_training_batches
+
+
 def set_received_sigterm(trainer: pl.Trainer, value: bool = True) -> None:
     """Raise Lightning's SIGTERM flag (a read-only property on the Trainer), so that its loops stop the run
     where they check it, on every rank at once when every rank sets it at the same step; or lower it, so that

@@ -107,3 +107,24 @@ def test_lowering_the_sigterm_flag_lets_fit_run_on():
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, loader)
     assert not trainer.received_sigterm and trainer.global_step == 12
+
+
+def test_the_last_training_batch_is_known_before_its_hooks_also_without_a_length():
+    class Probe(Callback):
+        def __init__(self):
+            self.last = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.last.append(private.is_last_train_batch(trainer, batch_idx))
+
+    class Unsized(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter([(torch.rand(4, 6), torch.arange(4) % 2) for _ in range(3)])
+
+    for loader in (DataLoader(TensorDataset(torch.rand(12, 6), torch.arange(12) % 2), batch_size=4),
+                   DataLoader(Unsized(), batch_size=None)):
+        probe = Probe()
+        trainer = pl.Trainer(max_epochs=2, callbacks=[probe], logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(GenerativeLearner(sizes=[6, 4, 2]), loader)
+        assert probe.last == [False, False, True] * 2

@@ -159,6 +159,9 @@ def test_sigterm_at_an_epochs_end_still_validates_that_epoch(tmp_path, data_root
     assert e.value.code in (None, 0)
     assert seen.epochs == [0, 1]  # epoch 1's validation ran to its end before the stop
     last = tmp_path / "ckpt" / "last.ckpt"
+    shutdown = next(c for c in trainer.callbacks if isinstance(c, _train.GracefulShutdown))
+    assert shutdown.saved_path == str(last)  # its own save, once the epoch was closed (not ModelCheckpoint's)
+    assert load_checkpoint_safely(last)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 2
     assert load_checkpoint_safely(last)["global_step"] == 2 * _train.N_TRAIN // _train.BATCH_SIZE
     resumed = _ValidatedEpochs()
     trainer, model, _, _ = _train.run(
