@@ -74,14 +74,30 @@ def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
-def test_mnist_is_the_reported_dtw200_w0005_recipe(cli_env, capsys):
-    """`make train` is the command of reports/GENERATIVE.md's DTW200-w0.005 runs."""
+def test_mnist_is_the_reported_mixtw200_w001_recipe(cli_env, capsys):
+    """`make train` is the command of reports/GENERATIVE.md's MIXTW200-w0.01 runs."""
     cfg = _print_config(_configs("mnist.yaml"), capsys)
     assert cfg["model"]["hidden_sizes"] == [512, 512, 512]
-    assert cfg["model"]["objective_kwargs"] == {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005,
-                                                "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0}
+    assert cfg["model"]["objective_kwargs"] == {"num_samples": 5, "generation_weight": 0.01, "q_weight": 0.01,
+                                                "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0,
+                                                "method": "deterministic", "mean_variance_weight": 1.0}
     assert (cfg["model"]["lr"], cfg["model"]["lr_schedule"], cfg["data"]["init_args"]["batch_size"]) == \
         (0.001, "cosine", 128)
+
+
+DTW200_W0005 = {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005, "sleep_weight": 0.0,
+                "recognition_weight": 1.0, "top_weight": 10.0}
+
+
+def test_dtw200_w0005_overlay_is_the_previous_make_train(cli_env, capsys):
+    """configs/dtw200_w0005.yaml on mnist.yaml gives back DTW200-w0.005, make train before MIXTW200-w0.01: its
+    objective's settings, the rest of mnist.yaml unchanged."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("dtw200_w0005.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == DTW200_W0005
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
+        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
+    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
 
 
 def test_tw200_overlay_is_the_previous_make_train(cli_env, capsys):
@@ -101,11 +117,11 @@ def test_tw200_overlay_is_the_previous_make_train(cli_env, capsys):
 def test_recognition_pass_overlays_are_make_train_with_one_change(cli_env, capsys, name, changed):
     """configs/mean_variance.yaml on mnist.yaml is the MVTW200-w0.005 run (the recognition term through the
     mean-variance pass), configs/both_passes.yaml the MIXTW200-w0.005 run (the deterministic pass kept and the
-    mean-variance pass's cross-entropy added at weight 1): mnist.yaml's objective with those keys, nothing else
-    changed."""
+    mean-variance pass's cross-entropy added at weight 1): DTW200-w0.005's objective with those keys, nothing
+    else of mnist.yaml changed."""
     base = _print_config(_configs("mnist.yaml"), capsys)
     cfg = _print_config(_configs(name), capsys)
-    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], **changed}
+    assert cfg["model"]["objective_kwargs"] == {**DTW200_W0005, **changed}
     assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
         {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
     assert cfg["trainer"] == base["trainer"]
@@ -136,6 +152,7 @@ EXPECT = {
     "tw200.yaml": ("rws", True, "MNISTDataModule"),
     "mean_variance.yaml": ("rws", True, "MNISTDataModule"),
     "both_passes.yaml": ("rws", True, "MNISTDataModule"),
+    "dtw200_w0005.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 
