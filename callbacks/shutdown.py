@@ -173,9 +173,9 @@ class GracefulShutdown(Callback):
             self._received = True
             set_received_sigterm(trainer)  # Lightning raises SIGTERMException on every rank after this hook
         elif held is not None:
-            self._chain(*held) if held else set_received_sigterm(trainer)
-            if not trainer.received_sigterm:  # Lightning registered no handler: raise its flag ourselves
-                set_received_sigterm(trainer)
+            if held:  # the signal itself: Lightning's handler does its own bookkeeping
+                self._chain(*held)
+            set_received_sigterm(trainer)  # raised also where Lightning registered no handler
         elif not trainer.received_sigterm:
             return
         self._stop_at_epoch_end = True  # on_exception saves, once every callback has closed the epoch
