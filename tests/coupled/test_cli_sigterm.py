@@ -62,16 +62,22 @@ def _stop(tmp_path, env, devices: int, rank: int = 0) -> tuple[Path, str]:
     return folder, err
 
 
-def test_sigterm_to_a_non_zero_rank_stops_every_rank_at_one_step(tmp_path, tiny_data, decoded_cache):
-    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
-    folder, err = _stop(tmp_path, subprocess_env(tmp_path, decoded_cache), devices=2, rank=1)
+def _assert_latest_is_the_sigterm_save(folder: Path, steps: int, err: str) -> None:
+    """The index's `latest` is the SIGTERM save, mid-run: last.ckpt, or best.ckpt at the same step when the signal
+    came at an epoch's end (the stop waits for its validation, whose best save is that step)."""
     index = json.loads((folder / "index.json").read_text())
     latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
     saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
-    assert latest["step"] == saved["global_step"] < EPOCHS * 4, err[-2000:]
-    if latest["filename"] != "last.ckpt":  # a signal at an epoch's end: the stop waits for its validation, whose
-        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")  # best save is that step
+    assert latest["step"] == saved["global_step"] < steps, (index, err[-2000:])
+    if latest["filename"] != "last.ckpt":
+        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")
         assert latest["filename"] == "best.ckpt" and best["global_step"] == saved["global_step"], index
+
+
+def test_sigterm_to_a_non_zero_rank_stops_every_rank_at_one_step(tmp_path, tiny_data, decoded_cache):
+    tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
+    folder, err = _stop(tmp_path, subprocess_env(tmp_path, decoded_cache), devices=2, rank=1)
+    _assert_latest_is_the_sigterm_save(folder, EPOCHS * 4, err)
 
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
@@ -79,14 +85,7 @@ def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, d
     tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
     env = subprocess_env(tmp_path, decoded_cache)
     folder, err = _stop(tmp_path, env, devices)
-    index = json.loads((folder / "index.json").read_text())
-    latest = next(v for v in index["versions"] if v["version"] == index["aliases"]["latest"])
-    saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
-    steps = EPOCHS * (7 if devices == 1 else 4)
-    assert latest["step"] == saved["global_step"] < steps, (index, err[-2000:])  # the SIGTERM save, mid-run
-    if latest["filename"] != "last.ckpt":  # a signal at an epoch's end: the stop waits for its validation, whose
-        best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")  # best save is that step
-        assert latest["filename"] == "best.ckpt" and best["global_step"] == saved["global_step"], index
+    _assert_latest_is_the_sigterm_save(folder, EPOCHS * (7 if devices == 1 else 4), err)
 
     resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest"),
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
