@@ -50,3 +50,18 @@ def main(argv: list[str]) -> dict[str, Any]:
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(meta, indent=1))
     print(f"coupled reference: test accuracy {meta['test_acc']:.4f}; wrote {out}", flush=True)
     return meta
+
+
+def refresh(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` (a copy of a reference's record) as its checkpoint's own ``<ckpt>.json`` reads now: a later
+    ``coupled reference --out`` to the same path replaces the classifier, and a copy kept elsewhere would go on
+    naming the old one. The records it replaced stay, oldest first, under ``replaced``."""
+    side = Path(str(meta["ckpt"]) + ".json")
+    if not side.is_file():
+        return meta
+    now = json.loads(side.read_text())
+    if (now["test_acc"], now["command"]) == (meta["test_acc"], meta["command"]):
+        return meta
+    old = {"test_acc": meta["test_acc"], "command": meta["command"]}
+    return {**meta, "test_acc": now["test_acc"], "command": now["command"],
+            "replaced": [*meta.get("replaced", []), old]}

@@ -211,6 +211,16 @@ def reading(runs: list[dict], refs: dict) -> list[str]:
     return lines
 
 
+def reference_line(ref: dict) -> str:
+    """The reference CNN, and any it replaced: sample accuracies are each scored by the classifier of their time."""
+    line = f"Reference CNN test accuracy: {ref['test_acc']:.2%} (`{ref['command']}`)."
+    if ref.get("replaced"):
+        line += (" It replaced " + ", then ".join(f"{r['test_acc']:.2%} (`{r['command']}`)" for r in ref["replaced"])
+                 + ": a row's sample accuracies are scored by the classifier of its time, recorded as "
+                 "`reference_test_acc` in results.json (rows without it: before that record, by an earlier one).")
+    return line
+
+
 def write_report(out: Path, expected: list[str] | None = None) -> None:
     """`expected`: the keys of the whole matrix; rows not run yet are listed with the command that runs them."""
     runs, refs = load_runs(out)
@@ -232,7 +242,7 @@ def write_report(out: Path, expected: list[str] | None = None) -> None:
             continue
         md += [f"## {dataset}", ""]
         if dataset in refs:
-            md += [f"Reference CNN test accuracy: {refs[dataset]['test_acc']:.2%} (`{refs[dataset]['command']}`).", ""]
+            md += [reference_line(refs[dataset]), ""]
         md += ["| objective | W | seeds | epochs | test acc (%) | ELBO | log-lik. (K) | sample acc (%) | diversity "
                "| approx. err det / mv | self-consistency (%) | s/epoch |",
                "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -66,3 +66,12 @@ def test_report_lists_the_runs_not_made_yet(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "1 of the 2 runs of `make reproduce` (matrix and variants) have no result yet" in md
     assert "`mnist-wake_sleep-tied-s0`" in md and f"`{r['key']}`." not in md
+
+
+def test_the_reference_line_names_the_classifiers_it_replaced():
+    from scripts.report import reference_line
+
+    assert reference_line({"test_acc": 0.99, "command": "c"}) == "Reference CNN test accuracy: 99.00% (`c`)."
+    line = reference_line({"test_acc": 0.9882, "command": "new", "replaced": [{"test_acc": 0.9885, "command": "old"}]})
+    assert line.startswith("Reference CNN test accuracy: 98.82% (`new`). It replaced 98.85% (`old`): ")
+    assert "`reference_test_acc`" in line

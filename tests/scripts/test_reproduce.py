@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+
+import pytest
 
 from scripts.reproduce import OBJECTIVES, VARIANTS, rows
 
@@ -75,6 +78,7 @@ def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_p
     assert (out / "samples" / f"{row['key']}.png").is_file()
     metrics = json.loads((tmp_path / "runs" / row["key"] / "metrics.json").read_text())
     assert metrics["test"]["test/acc"] == result["test_acc"]
+    assert result["reference_test_acc"] == reference["test_acc"]  # the classifier that scored its samples
 
 
 def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, monkeypatch):
@@ -82,8 +86,6 @@ def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, mon
     not be written as done: the study stops, and its next run resumes the row from last.ckpt."""
     import argparse
     import json
-
-    import pytest
 
     import scripts.reproduce as reproduce
 
@@ -99,3 +101,28 @@ def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, mon
     with pytest.raises(SystemExit, match="stopped before its test"):
         reproduce.run_row(args, row, reproduce.QUICK, None, tmp_path / "report")
     assert calls[0][-2:] == ["--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]  # it resumed the row
+
+
+def test_a_reference_retrained_by_hand_replaces_the_studys_copy_of_its_record(tmp_path, monkeypatch):
+    """`coupled reference --out` to the reference's path replaces the classifier that scores samples; the study's
+    copy of its record (runs/reference-<dataset>.json) must follow, keep the old record, and not retrain."""
+    import argparse
+    import json
+
+    import scripts.reproduce as reproduce
+
+    monkeypatch.setattr(reproduce, "coupled", lambda cli, env=None: pytest.fail(f"retrained: {cli}"))
+    ckpt = tmp_path / "reference-mnist.ckpt"
+    ckpt.write_bytes(b"weights")
+    old = {"ckpt": str(ckpt), "test_acc": 0.9885, "command": "python scripts/reproduce.py --only reference-mnist"}
+    new = {"ckpt": "elsewhere/reference-mnist.ckpt", "test_acc": 0.9882, "command": "coupled reference --out x"}
+    Path(str(ckpt) + ".json").write_text(json.dumps(new))
+    out = tmp_path / "report"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "reference-mnist.json").write_text(json.dumps(old))
+    args = argparse.Namespace(quick=False, ckpt_dir=tmp_path, data_dir=None)
+    want = {"ckpt": str(ckpt), "test_acc": 0.9882, "command": "coupled reference --out x",
+            "replaced": [{"test_acc": 0.9885, "command": old["command"]}]}
+    for _ in range(2):  # the second read finds the copy up to date: nothing is replaced twice
+        assert reproduce.train_reference(args, "mnist", reproduce.FULL, out) == want
+        assert json.loads((out / "runs" / "reference-mnist.json").read_text()) == want
