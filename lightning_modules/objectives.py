@@ -133,6 +133,8 @@ def rws(
     hidden_weight: float = 1.0,
     method: str = "deterministic",
     mean_variance_weight: float = 0.0,
+    sample_consistency_weight: float = 0.0,
+    sample_consistency_rows: int = 0,
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -151,7 +153,9 @@ def rws(
     log p(x_(k-1) | x_k) for 1 < k < L: tied, each such W_k^T is also a recognition layer's W_k, so it asks the
     recognition codes to be predictable top-down, which is what ancestral sampling walks through. `method` is
     the pass of the recognition term (`mean_variance`: the probit-corrected one, which sees the units' noise);
-    `mean_variance_weight` adds the mean-variance pass's -log q(y|x) to it (:func:`recognition_term`).
+    `mean_variance_weight` adds the mean-variance pass's -log q(y|x) to it (:func:`recognition_term`);
+    `sample_consistency_weight`, :func:`sample_consistency` (that each step of the walk down keeps the class), on
+    the first `sample_consistency_rows` labels of the batch (0: all; fewer cost less, the same term in expectation).
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
@@ -173,6 +177,9 @@ def rws(
     if generative_class_weight:
         out["generative_class"] = generative_class(net, states, log_p, log_q, y)
         loss = loss + generative_class_weight * out["generative_class"]
+    if sample_consistency_weight:
+        out["consistency"] = sample_consistency(net, y[:sample_consistency_rows or None], generator)
+        loss = loss + sample_consistency_weight * out["consistency"]
     if sleep_weight:
         with torch.no_grad():
             down = net.sample_down(y, generator)[:-1]
@@ -180,6 +187,24 @@ def rws(
         loss = loss + sleep_weight * sleep
         out["sleep"] = sleep
     return {"loss": loss, **out}
+
+
+def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Mean over layers k of -log q(y | x_k), x_k ~ p(x_k | x_(k+1)) and x_(k+1) an ancestral state of class y.
+
+    Given the drawn x_(k+1) (no gradient through the draw), p(x_k | x_(k+1)) is exactly factorial, so the
+    mean-variance pass from its means (as Bernoulli units) reads the class of x_k's draws, with gradient to the
+    layer that draws x_k and to every layer that reads it. Samples lose their class a little at each step down
+    (reports/GENERATIVE.md, *Where the samples lose their class*); the likelihood does not ask them to keep it.
+    """
+    with torch.no_grad():
+        states = net.sample_down(y, generator)  # [x0, x1, .., x_(L-1), onehot(y)]
+    h = states[0][:0]
+    for k in range(net.num_layers):  # the walks up from x_0..x_k share layer k: one product (and one W*W) for all
+        h = torch.cat([h, torch.sigmoid(net.down_logits(k, states[k + 1]))])  # + the means of x_k given the state above
+        a = net.up_logits(k, h, "mean_variance")
+        h = torch.sigmoid(a) if k < net.num_layers - 1 else a
+    return F.cross_entropy(h, y.long().repeat(net.num_layers))  # rows: the walk from x_0, then from x_1, ...
 
 
 def generative_class(net: CoupledSigmoidNet, states: list[Tensor], log_p: Tensor, log_q: Tensor, y: Tensor) -> Tensor:
@@ -283,6 +308,9 @@ def check_objective_kwargs(objective: str, kwargs: dict) -> None:
             raise ConfigError(f"model.objective_kwargs.{name} must be a number >= 0, got {value!r}")
         if name == "method" and value not in METHODS:
             raise ConfigError(f"model.objective_kwargs.method must be one of {', '.join(METHODS)}, got {value!r}")
+        if name == "sample_consistency_rows" and not (is_int(value) and value >= 0):
+            raise ConfigError(f"model.objective_kwargs.sample_consistency_rows must be an integer >= 0 (0: the "
+                              f"whole batch), got {value!r}")
         if name == "num_samples":
             least = 2 if objective == "vimco" else 1  # vimco's leave-one-out baselines
             if not (is_int(value) and value >= least):

@@ -85,6 +85,18 @@ def test_mnist_is_the_reported_mixtw200_w001_recipe(cli_env, capsys):
         (0.001, "cosine", 128)
 
 
+def test_sample_consistency_overlay_is_make_train_with_the_term(cli_env, capsys):
+    """configs/sample_consistency.yaml on mnist.yaml is SC10: MIXTW200-w0.01 (mnist.yaml's objective) with the
+    sample-consistency term at weight 10 on 32 labels a batch, nothing else changed."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("sample_consistency.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "sample_consistency_weight": 10.0,
+                                                "sample_consistency_rows": 32}
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
+        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
+    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
+
+
 DTW200_W0005 = {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005, "sleep_weight": 0.0,
                 "recognition_weight": 1.0, "top_weight": 10.0}
 
@@ -153,6 +165,7 @@ EXPECT = {
     "mean_variance.yaml": ("rws", True, "MNISTDataModule"),
     "both_passes.yaml": ("rws", True, "MNISTDataModule"),
     "dtw200_w0005.yaml": ("rws", True, "MNISTDataModule"),
+    "sample_consistency.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 

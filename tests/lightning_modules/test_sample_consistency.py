@@ -1,0 +1,83 @@
+"""`sample_consistency` (rws's `sample_consistency_weight`) against exact answers: every state of a tiny
+generator enumerated, so how often its ancestral samples are recognised as their class is known exactly."""
+
+import pytest
+import torch
+
+from lightning_modules.objectives import check_objective_kwargs, rws, sample_consistency, sample_q
+
+from .test_model import all_states, tiny_net
+
+SIZES = [5, 4, 3, 3]
+
+
+def exact_sample_recognition(net) -> tuple[float, float]:
+    """(E -log q(y | x0), P(q's argmax on x0 is y)) for x0 ~ p(x0 | y), classes uniform, q the deterministic pass
+    that is tested: p(x0 | y) summed over every hidden state, layer by layer."""
+    C = net.num_classes
+    upper, P = net.onehot(torch.arange(C)), torch.eye(C, dtype=torch.float64)  # P: (class, state of the layer)
+    for k in reversed(range(net.num_layers)):
+        lower, a = all_states(net.sizes[k]), net.down_logits(k, upper)  # a: (states above, d_k)
+        log_t = torch.nn.functional.logsigmoid(a) @ lower.t() + torch.nn.functional.logsigmoid(-a) @ (1 - lower).t()
+        P, upper = P @ log_t.exp(), lower  # (class, states of x_k)
+    log_q = torch.log_softmax(net.recognize(upper), -1)  # (states of x0, class)
+    hit = (log_q.argmax(-1)[None, :] == torch.arange(C)[:, None]).double()
+    return -(P * log_q.t()).sum().item() / C, (P * hit).sum().item() / C
+
+
+def test_the_exact_probabilities_sum_to_one_per_class():
+    net = tiny_net(SIZES, std=0.8)
+    loss, acc = exact_sample_recognition(net)
+    assert 0 < acc < 1 and loss > 0
+    # against sampling: 20,000 draws of each class recognised by the same pass
+    y = torch.arange(3).repeat(20000)
+    x0 = net.sample_down(y, torch.Generator().manual_seed(0))[0]
+    assert abs((net.recognize(x0).argmax(-1) == y).double().mean().item() - acc) < 0.01
+
+
+def test_descending_the_term_makes_the_samples_recognised_exactly():
+    """Minimised alone, the term must raise the exact probability that a sample is recognised as its class and
+    lower the exact expected -log q(y | x0) (both passes share the tied weights, so it moves both networks)."""
+    net = tiny_net(SIZES, std=0.8, seed=2)
+    loss0, acc0 = exact_sample_recognition(net)
+    opt = torch.optim.Adam(net.parameters(), lr=0.03)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(64)
+    for _ in range(200):
+        opt.zero_grad()
+        sample_consistency(net, y, g).backward()
+        opt.step()
+    loss1, acc1 = exact_sample_recognition(net)
+    assert loss1 < 0.6 * loss0 and acc1 > acc0 + 0.3, (loss0, acc0, loss1, acc1)
+
+
+def test_rws_adds_the_term_with_its_weight_and_the_rest_unchanged():
+    net = tiny_net(SIZES, std=0.8)
+    x, y = net.sample_down(torch.arange(6) % 3, torch.Generator().manual_seed(1))[0], torch.arange(6) % 3
+    base = rws(net, x, y, num_samples=4, generator=torch.Generator().manual_seed(5))
+    out = rws(net, x, y, num_samples=4, sample_consistency_weight=0.5, generator=torch.Generator().manual_seed(5))
+    assert "consistency" not in base  # off by default: the loss is rws's own
+    for k in ("recognition", "generation", "q", "bound"):
+        assert torch.equal(out[k], base[k]), k  # its draws come after the importance samples'
+    torch.testing.assert_close(out["loss"], base["loss"] + 0.5 * out["consistency"])
+    grads = torch.autograd.grad(out["consistency"], list(net.W))
+    assert all(g.abs().sum() > 0 for g in grads)  # it reaches every layer's weights
+
+
+def test_rows_take_the_first_labels_of_the_batch():
+    net = tiny_net(SIZES, std=0.8)
+    x, y = net.sample_down(torch.arange(6) % 3, torch.Generator().manual_seed(1))[0], torch.arange(6) % 3
+    out = rws(net, x, y, num_samples=4, sample_consistency_weight=1.0, sample_consistency_rows=2,
+              generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    sample_q(net, x, 4, g)  # rws's own draws come first
+    torch.testing.assert_close(out["consistency"], sample_consistency(net, y[:2], g))
+
+
+def test_the_options_are_checked():
+    check_objective_kwargs("rws", {"sample_consistency_weight": 0.1, "sample_consistency_rows": 32})
+    with pytest.raises(Exception, match="sample_consistency_weight must be a number >= 0"):
+        check_objective_kwargs("rws", {"sample_consistency_weight": -1})
+    for bad in (-1, 2.5, "32"):
+        with pytest.raises(Exception, match="sample_consistency_rows must be an integer >= 0"):
+            check_objective_kwargs("rws", {"sample_consistency_rows": bad})
