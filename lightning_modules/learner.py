@@ -17,7 +17,7 @@ from .errors import CheckpointError, ConfigError
 from .fitted import fit_proposal
 from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
-from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, scale_generative
+from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, options_at, scale_generative
 from .optim import make_optimizer
 from .pretraining import pretrain_in_fit
 from .seeds import stream_generator, stream_seed
@@ -45,6 +45,8 @@ class GenerativeLearner(pl.LightningModule):
         objective: "discriminative", "symmetric" (the paper's), "wake_sleep", "hybrid" (symmetric + wake-sleep),
             "rws" (reweighted wake-sleep) or "vimco" (the K-sample bound); see `objectives.py`.
         objective_kwargs: options of the objective, e.g. {"generation_weight": 0.5}.
+        objective_start_epochs: {weight option: epoch} trains that term from that epoch on (0 before it), e.g. a
+            term that fine-tunes the end of a run; validation and test keep every term, so `val/loss` is one measure.
         generative_delay_epochs, generative_ramp_epochs: a schedule of the generative terms (every term of the
             training loss but -log q(y|x)): off for the first `delay` epochs, then ramped linearly to their
             weights over `ramp` epochs, per step (``train/generative_scale``); 0 and 0: no schedule.
@@ -80,6 +82,7 @@ class GenerativeLearner(pl.LightningModule):
         class_names: list[str] | None = None,
         objective: str = "symmetric",
         objective_kwargs: dict[str, Any] | None = None,
+        objective_start_epochs: dict[str, int] | None = None,
         generative_delay_epochs: float = 0.0,
         generative_ramp_epochs: float = 0.0,
         rbm_pretrain_epochs: int = 0,
@@ -121,13 +124,9 @@ class GenerativeLearner(pl.LightningModule):
         self._epoch_count = 0
         self._sums_epoch = -1
         C = self.net.num_classes
-        self.val_acc = MulticlassAccuracy(C, average="micro")
-        self.test_acc = MulticlassAccuracy(C, average="micro")
-        self.self_consistency = MulticlassAccuracy(C, average="micro")
-        self.val_self_consistency = MulticlassAccuracy(C, average="micro")
-        self.test_elbo = MeanMetric()
-        self.test_log_likelihood = MeanMetric()
-        self.test_log_likelihood_fitted = MeanMetric()
+        self.val_acc, self.test_acc, self.self_consistency, self.val_self_consistency = (
+            MulticlassAccuracy(C, average="micro") for _ in range(4))
+        self.test_elbo, self.test_log_likelihood, self.test_log_likelihood_fitted = (MeanMetric() for _ in range(3))
         self._proposal: CoupledSigmoidNet | None = None  # fitted at test start, not a submodule (not saved)
 
     @property
@@ -164,6 +163,8 @@ class GenerativeLearner(pl.LightningModule):
         """The objective on a batch; a stochastic one draws from a generator seeded by (stream, rank), so a
         resumed run draws what an uninterrupted one would without any RNG state in the checkpoint."""
         kwargs = self.objective_kwargs
+        if stream == "train" and self.hparams.get("objective_start_epochs"):  # terms switched on later
+            kwargs = options_at(kwargs, self.hparams.objective_start_epochs, self.current_epoch)
         if self.stochastic_objective:
             kwargs = {**kwargs, "generator": self._generator(stream, *position, self.global_rank)}
         objective = self.objective

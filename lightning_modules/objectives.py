@@ -294,6 +294,11 @@ def scale_generative(out: dict, scale: float, recognition_weight: float = 1.0) -
     return {**out, "loss": loss, "generative_scale": out["loss"].new_tensor(scale)}
 
 
+def options_at(kwargs: dict, start_epochs: dict, epoch: int) -> dict:
+    """`kwargs` with each weight of `start_epochs` at 0 before its epoch: a term switched on late in a run."""
+    return {**kwargs, **{name: 0.0 for name, start in start_epochs.items() if epoch < start}}
+
+
 def check_objective_kwargs(objective: str, kwargs: dict) -> None:
     """The options of `objective` (``--model.objective_kwargs``): known names, weights >= 0, a valid K and method."""
     allowed = [p for p in list(inspect.signature(OBJECTIVES[objective]).parameters)[3:] if p != "generator"]

@@ -29,6 +29,11 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
     if not (delay >= 0 and ramp >= 0):
         raise ConfigError(f"model.generative_delay_epochs and model.generative_ramp_epochs must be >= 0, got "
                           f"{delay!r} and {ramp!r}")
+    for name, start in (hp.get("objective_start_epochs") or {}).items():
+        set_weight = name in (hp["objective_kwargs"] or {}) and name.endswith("_weight")
+        if not (set_weight and is_int(start) and start >= 0):
+            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give a weight option that "
+                              f"model.objective_kwargs sets and the epoch (an integer >= 0) its term starts at")
     epochs, cd_steps = hp["rbm_pretrain_epochs"], hp["rbm_cd_steps"]
     if not (is_int(epochs) and epochs >= 0 and is_int(cd_steps) and cd_steps >= 1):
         raise ConfigError(f"model.rbm_pretrain_epochs must be an integer >= 0 (epochs per hidden layer) and "

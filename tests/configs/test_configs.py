@@ -97,6 +97,18 @@ def test_sample_consistency_overlay_is_make_train_with_the_term(cli_env, capsys)
     assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
 
 
+def test_late_overlay_starts_the_term_at_epoch_150(cli_env, capsys):
+    """configs/sample_consistency_late.yaml on the two: SC10-L150, SC10 with the term trained from epoch 150 on."""
+    sc10 = _print_config(_configs("sample_consistency.yaml"), capsys)
+    late = ["--config", str(CONFIGS / "sample_consistency_late.yaml")]
+    cfg = _print_config([*_configs("sample_consistency.yaml"), *late], capsys)
+    assert cfg["model"]["objective_start_epochs"] == {"sample_consistency_weight": 150}
+    assert sc10["model"]["objective_start_epochs"] is None
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_start_epochs"} == \
+        {k: v for k, v in sc10["model"].items() if k != "objective_start_epochs"}
+    assert cfg["trainer"]["max_epochs"] == 200
+
+
 DTW200_W0005 = {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005, "sleep_weight": 0.0,
                 "recognition_weight": 1.0, "top_weight": 10.0}
 

@@ -89,3 +89,42 @@ def test_the_options_are_checked():
     for bad in (-1, 2.5, "32"):
         with pytest.raises(Exception, match="sample_consistency_rows must be an integer >= 0"):
             check_objective_kwargs("rws", {"sample_consistency_rows": bad})
+
+
+def test_a_term_started_late_trains_from_its_epoch_and_is_always_validated():
+    """`objective_start_epochs`: the term is off in training before its epoch and on after; validation always
+    has it, so `val/loss` (the checkpoint's monitor) measures one objective over the whole run."""
+    from lightning_modules import GenerativeLearner
+
+    from .test_learner import loader, trainer
+
+    torch.manual_seed(0)
+    model = GenerativeLearner(hidden_sizes=[8, 6], input_dim=12, num_classes=3, objective="rws",
+                              objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0},
+                              objective_start_epochs={"sample_consistency_weight": 2})
+    calls, objective = [], model._objective
+
+    def spy(x, y, stream, *position):
+        out = objective(x, y, stream, *position)
+        calls.append((stream, model.current_epoch, "consistency" in out))
+        return out
+
+    model._objective = spy
+    trainer(max_epochs=3, limit_val_batches=1, num_sanity_val_steps=0).fit(model, loader(), loader())
+    assert {(e, has) for s, e, has in calls if s == "train"} == {(0, False), (1, False), (2, True)}
+    assert {(e, has) for s, e, has in calls if s == "val"} == {(0, True), (1, True), (2, True)}
+
+
+@pytest.mark.parametrize("start, message", [
+    ({"q_weight": 2}, "objective_start_epochs.q_weight"),  # not set by objective_kwargs
+    ({"num_samples": 2}, "objective_start_epochs.num_samples"),  # not a weight
+    ({"sample_consistency_weight": 1.5}, "objective_start_epochs.sample_consistency_weight: 1.5"),
+    ({"sample_consistency_weight": -1}, "an integer >= 0"),
+])
+def test_a_bad_start_is_one_line(start, message):
+    from lightning_modules import ConfigError, GenerativeLearner
+
+    with pytest.raises(ConfigError) as err:
+        GenerativeLearner(sizes=[12, 4, 3], objective="rws", objective_start_epochs=start,
+                          objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0})
+    assert message in str(err.value) and "\n" not in str(err.value)
