@@ -132,7 +132,8 @@ class GenerativeLearner(pl.LightningModule):
     @property
     def generative_schedule_done(self) -> bool:
         """Did the last training step train every term at its full weight? (callbacks/checkpoint.py)"""
-        return self._generative_scale >= 1.0
+        starts = (self.hparams.get("objective_start_epochs") or {}).values()
+        return self._generative_scale >= 1.0 and self.current_epoch >= max(starts, default=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.recognize(x)

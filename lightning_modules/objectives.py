@@ -177,20 +177,21 @@ def rws(
     if generative_class_weight:
         out["generative_class"] = generative_class(net, states, log_p, log_q, y)
         loss = loss + generative_class_weight * out["generative_class"]
-    if sample_consistency_weight:
-        out["consistency"] = sample_consistency(net, y[:sample_consistency_rows or None], generator)
-        loss = loss + sample_consistency_weight * out["consistency"]
     if sleep_weight:
         with torch.no_grad():
             down = net.sample_down(y, generator)[:-1]
         sleep = -(net.log_q_hidden(down) + net.log_q_class(down[-1], y)).mean()
         loss = loss + sleep_weight * sleep
         out["sleep"] = sleep
+    if sample_consistency_weight:  # drawn last: switching it on leaves every other term's draws as they were
+        out["consistency"] = sample_consistency(net, y[:sample_consistency_rows or None], generator)
+        loss = loss + sample_consistency_weight * out["consistency"]
     return {"loss": loss, **out}
 
 
 def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mean over layers k of -log q(y | x_k), x_k ~ p(x_k | x_(k+1)) and x_(k+1) an ancestral state of class y.
+    """Mean over layers k of -log Q(y | x_(k+1)), Q the class probability of x_k ~ p(x_k | x_(k+1)), for x_(k+1)
+    an ancestral state of class y: the mean-variance pass's estimate of E[q(y | x_k)] over x_k's draws.
 
     Given the drawn x_(k+1) (no gradient through the draw), p(x_k | x_(k+1)) is exactly factorial, so the
     mean-variance pass from its means (as Bernoulli units) reads the class of x_k's draws, with gradient to the

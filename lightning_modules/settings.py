@@ -30,10 +30,11 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
         raise ConfigError(f"model.generative_delay_epochs and model.generative_ramp_epochs must be >= 0, got "
                           f"{delay!r} and {ramp!r}")
     for name, start in (hp.get("objective_start_epochs") or {}).items():
-        set_weight = name in (hp["objective_kwargs"] or {}) and name.endswith("_weight")
-        if not (set_weight and is_int(start) and start >= 0):
-            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give a weight option that "
-                              f"model.objective_kwargs sets and the epoch (an integer >= 0) its term starts at")
+        # a term's own weight (at 0 the term is off), not recognition's or a multiplier of the p-term's factors
+        term = name.endswith("_weight") and name not in ("recognition_weight", "top_weight", "hidden_weight")
+        if not (term and name in (hp["objective_kwargs"] or {}) and is_int(start) and start >= 0):
+            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give the weight of a generative term "
+                              f"that model.objective_kwargs sets and the epoch (an integer >= 0) it starts at")
     epochs, cd_steps = hp["rbm_pretrain_epochs"], hp["rbm_cd_steps"]
     if not (is_int(epochs) and epochs >= 0 and is_int(cd_steps) and cd_steps >= 1):
         raise ConfigError(f"model.rbm_pretrain_epochs must be an integer >= 0 (epochs per hidden layer) and "

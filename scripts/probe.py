@@ -1,6 +1,7 @@
 """Probe a lever from a trained checkpoint before paying for a run: fine-tune copies of it for a few epochs, each
-arm with some objective options changed, and read each on a budget what the full test reads: test accuracy,
-own log p (K samples on the first test images, binarized once), the walk down the layers
+arm with some objective options changed, and read each on a budget what the full test reads, on the validation
+images (levers are picked without the test set): accuracy, own log p (K samples on the first validation images,
+binarized once), the walk down the layers
 (``scripts.sample_layers``) and, with ``--reference``, the reference CNN on binary samples. A `control` arm
 (nothing changed) comes first, so the fine-tune's own drift is read beside each lever's.
 
@@ -48,14 +49,14 @@ def finetune(learner, x: Tensor, y: Tensor, changes: dict, epochs: float, lr: fl
     check_objective_kwargs(learner.hparams.objective, kwargs)
     net = copy.deepcopy(learner.net).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
+    data, g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)  # every arm: same images
     per_epoch = max(1, x.shape[0] // batch_size)
     for step in range(round(epochs * per_epoch)):
         if step % per_epoch == 0:
-            order = torch.randperm(x.shape[0], generator=g)
+            order = torch.randperm(x.shape[0], generator=data)
         idx = order[(step % per_epoch) * batch_size:(step % per_epoch + 1) * batch_size]
         extra = {"generator": g} if learner.stochastic_objective else {}
-        loss = learner.objective(net, bernoulli(x[idx], g), y[idx], **kwargs, **extra)["loss"]
+        loss = learner.objective(net, bernoulli(x[idx], data), y[idx], **kwargs, **extra)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -63,12 +64,12 @@ def finetune(learner, x: Tensor, y: Tensor, changes: dict, epochs: float, lr: fl
 
 
 @torch.no_grad()
-def measure(net, test: tuple[Tensor, Tensor], images: int, num_samples: int, per_class: int,
+def measure(net, held_out: tuple[Tensor, Tensor], images: int, num_samples: int, per_class: int,
             classifier=None, seed: int = 0) -> dict:
-    """Test accuracy, own log p on the first ``images`` test images, the walk down, and the reference's score."""
-    x, y = test
+    """Accuracy, own log p on the first ``images`` held-out images, the walk down, and the reference's score."""
+    x, y = held_out
     xb = fixed_binarize(x[:images], seed)
-    out = {"test acc": (net.recognize(x).argmax(-1) == y).float().mean().item(),
+    out = {"acc": (net.recognize(x).argmax(-1) == y).float().mean().item(),
            "log p": net.log_likelihood(xb, y[:images], num_samples,
                                        generator=torch.Generator().manual_seed(seed)).mean().item(),
            "walk": layer_consistency(net, per_class, seed)}
@@ -81,7 +82,7 @@ def row(name: str, changes: dict, m: dict, seconds: float) -> str:
     walk = " / ".join(f"{a:.1%}" for a in m["walk"])
     ref = f"{m['reference']:.1%}" if "reference" in m else "–"
     what = ", ".join(f"{k} {v}" for k, v in changes.items()) or "–"
-    return f"| {name} | {what} | {m['test acc']:.2%} | {m['log p']:.2f} | {walk} | {ref} | {seconds:.0f} |"
+    return f"| {name} | {what} | {m['acc']:.2%} | {m['log p']:.2f} | {walk} | {ref} | {seconds:.0f} |"
 
 
 def main(argv=None) -> None:
@@ -101,10 +102,10 @@ def main(argv=None) -> None:
     from datamodules import MNISTDataModule
 
     dm = MNISTDataModule(data_dir=str(Path(args.data_dir) / "mnist") if args.data_dir else None)
-    (xtr, ytr), (xte, yte) = dm.split_tensors("train"), dm.split_tensors("test")
+    (xtr, ytr), (xva, yva) = dm.split_tensors("train"), dm.split_tensors("val")
     learner = load(args.ckpt)
     dtype = learner.net.W[0].dtype
-    xtr, test = xtr.to(dtype) / 255, (xte.to(dtype) / 255, yte)
+    xtr, val = xtr.to(dtype) / 255, (xva.to(dtype) / 255, yva)
     clf = None
     if args.reference:
         from lightning_modules.reference import ReferenceCNN
@@ -112,15 +113,16 @@ def main(argv=None) -> None:
         clf = ReferenceCNN.for_scoring(args.reference)
     budget = (args.images, args.num_samples, args.per_class, clf, args.seed)
     print(f"# python -m scripts.probe {args.ckpt} " + " ".join(f"--arm {a}" for a in args.arm)
-          + f" --epochs {args.epochs:g} --lr {args.lr:g}; log p: K = {args.num_samples} on {args.images} test images; "
+          + f" --epochs {args.epochs:g} --lr {args.lr:g}; on the validation images; log p: K = {args.num_samples} on "
+          f"{args.images} of them; "
           f"walk: from x0, x1, ...; {args.per_class} samples per class")
-    print("| arm | changed | test acc | log p | walk | reference on binary samples | seconds |")
+    print("| arm | changed | val acc | log p | walk | reference on binary samples | seconds |")
     print("|---" * 7 + "|")
-    print(row("checkpoint", {}, measure(learner.net, test, *budget), 0), flush=True)
+    print(row("checkpoint", {}, measure(learner.net, val, *budget), 0), flush=True)
     for name, changes in arms:
         t0 = time.perf_counter()
         net = finetune(learner, xtr, ytr, changes, args.epochs, args.lr, seed=args.seed)
-        print(row(name, changes, measure(net, test, *budget), time.perf_counter() - t0), flush=True)
+        print(row(name, changes, measure(net, val, *budget), time.perf_counter() - t0), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def exact_sample_recognition(net) -> tuple[float, float]:
         lower, a = all_states(net.sizes[k]), net.down_logits(k, upper)  # a: (states above, d_k)
         log_t = torch.nn.functional.logsigmoid(a) @ lower.t() + torch.nn.functional.logsigmoid(-a) @ (1 - lower).t()
         P, upper = P @ log_t.exp(), lower  # (class, states of x_k)
+    assert torch.allclose(P.sum(1), torch.ones(C, dtype=P.dtype))  # a distribution over x0 for each class
     log_q = torch.log_softmax(net.recognize(upper), -1)  # (states of x0, class)
     hit = (log_q.argmax(-1)[None, :] == torch.arange(C)[:, None]).double()
     return -(P * log_q.t()).sum().item() / C, (P * hit).sum().item() / C
@@ -62,10 +63,11 @@ def test_descending_the_term_makes_the_samples_recognised_exactly():
 def test_rws_adds_the_term_with_its_weight_and_the_rest_unchanged():
     net = tiny_net(SIZES, std=0.8)
     x, y = net.sample_down(torch.arange(6) % 3, torch.Generator().manual_seed(1))[0], torch.arange(6) % 3
-    base = rws(net, x, y, num_samples=4, generator=torch.Generator().manual_seed(5))
-    out = rws(net, x, y, num_samples=4, sample_consistency_weight=0.5, generator=torch.Generator().manual_seed(5))
+    base = rws(net, x, y, num_samples=4, sleep_weight=1.0, generator=torch.Generator().manual_seed(5))
+    out = rws(net, x, y, num_samples=4, sleep_weight=1.0, sample_consistency_weight=0.5,
+              generator=torch.Generator().manual_seed(5))
     assert "consistency" not in base  # off by default: the loss is rws's own
-    for k in ("recognition", "generation", "q", "bound"):
+    for k in ("recognition", "generation", "q", "bound", "sleep"):
         assert torch.equal(out[k], base[k]), k  # its draws come after the importance samples'
     torch.testing.assert_close(out["loss"], base["loss"] + 0.5 * out["consistency"])
     grads = torch.autograd.grad(out["consistency"], list(net.W))
@@ -102,22 +104,27 @@ def test_a_term_started_late_trains_from_its_epoch_and_is_always_validated():
     model = GenerativeLearner(hidden_sizes=[8, 6], input_dim=12, num_classes=3, objective="rws",
                               objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0},
                               objective_start_epochs={"sample_consistency_weight": 2})
-    calls, objective = [], model._objective
+    calls, done, objective = [], [], model._objective
 
     def spy(x, y, stream, *position):
         out = objective(x, y, stream, *position)
         calls.append((stream, model.current_epoch, "consistency" in out))
+        done.append((model.current_epoch, model.generative_schedule_done))
         return out
 
     model._objective = spy
     trainer(max_epochs=3, limit_val_batches=1, num_sanity_val_steps=0).fit(model, loader(), loader())
     assert {(e, has) for s, e, has in calls if s == "train"} == {(0, False), (1, False), (2, True)}
     assert {(e, has) for s, e, has in calls if s == "val"} == {(0, True), (1, True), (2, True)}
+    # and the best-model checkpoint waits for it (callbacks/checkpoint.py), as for the generative schedule
+    assert set(done) == {(0, False), (1, False), (2, True)}
 
 
 @pytest.mark.parametrize("start, message", [
     ({"q_weight": 2}, "objective_start_epochs.q_weight"),  # not set by objective_kwargs
     ({"num_samples": 2}, "objective_start_epochs.num_samples"),  # not a weight
+    ({"recognition_weight": 2}, "objective_start_epochs.recognition_weight"),  # not a generative term
+    ({"top_weight": 2}, "objective_start_epochs.top_weight"),  # a multiplier: at 0 it is not off
     ({"sample_consistency_weight": 1.5}, "objective_start_epochs.sample_consistency_weight: 1.5"),
     ({"sample_consistency_weight": -1}, "an integer >= 0"),
 ])
@@ -126,5 +133,6 @@ def test_a_bad_start_is_one_line(start, message):
 
     with pytest.raises(ConfigError) as err:
         GenerativeLearner(sizes=[12, 4, 3], objective="rws", objective_start_epochs=start,
-                          objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0})
+                          objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0,
+                                            "recognition_weight": 1.0, "top_weight": 10.0})
     assert message in str(err.value) and "\n" not in str(err.value)

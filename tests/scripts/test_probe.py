@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -58,4 +60,4 @@ def test_the_lever_moves_what_it_asks_for():
     lever = finetune(learner, x, y, {**off, "sample_consistency_weight": 1.0}, epochs=20, lr=3e-2, batch_size=32)
     a, b = (measure(n, (x, y), images=8, num_samples=4, per_class=300) for n in (control, lever))
     assert sum(b["walk"]) > sum(a["walk"]) + 0.3, (a["walk"], b["walk"])
-    assert 0 <= b["test acc"] <= 1 and b["log p"] < 0
+    assert 0 <= b["acc"] <= 1 and math.isfinite(b["log p"])

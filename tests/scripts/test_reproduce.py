@@ -126,3 +126,6 @@ def test_a_reference_retrained_by_hand_replaces_the_studys_copy_of_its_record(tm
     for _ in range(2):  # the second read finds the copy up to date: nothing is replaced twice
         assert reproduce.train_reference(args, "mnist", reproduce.FULL, out) == want
         assert json.loads((out / "runs" / "reference-mnist.json").read_text()) == want
+    # the same classifier recorded by another command (an older copy's wording) is not a replacement
+    Path(str(ckpt) + ".json").write_text(json.dumps({**new, "command": "coupled reference --out y"}))
+    assert reproduce.train_reference(args, "mnist", reproduce.FULL, out) == want
