@@ -51,11 +51,11 @@ def finetune(learner, x: Tensor, y: Tensor, changes: dict, epochs: float, lr: fl
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     data, g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)  # every arm: same images
     per_epoch = max(1, x.shape[0] // batch_size)
+    extra = {"generator": g} if learner.stochastic_objective else {}
     for step in range(round(epochs * per_epoch)):
         if step % per_epoch == 0:
             order = torch.randperm(x.shape[0], generator=data)
         idx = order[(step % per_epoch) * batch_size:(step % per_epoch + 1) * batch_size]
-        extra = {"generator": g} if learner.stochastic_objective else {}
         loss = learner.objective(net, bernoulli(x[idx], data), y[idx], **kwargs, **extra)["loss"]
         opt.zero_grad()
         loss.backward()

@@ -202,9 +202,11 @@ def coupled(cli: list[str], env_extra: dict | None = None) -> None:
 def train_reference(args, dataset: str, settings: dict, out: Path) -> dict:
     """Train (or reuse) the dataset's reference CNN with ``coupled reference``; {"ckpt", "test_acc", "command"}."""
     meta_path = out / "runs" / f"reference-{dataset}.json"
-    if meta_path.exists() and Path(json.loads(meta_path.read_text())["ckpt"]).exists():
-        meta = refresh_reference(json.loads(meta_path.read_text()))  # retrained by hand since?
-        write_json(meta_path, meta)
+    kept = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if kept and Path(kept["ckpt"]).exists():
+        meta = refresh_reference(kept)  # retrained by hand since?
+        if meta is not kept:
+            write_json(meta_path, meta)
         return meta
     ckpt = args.ckpt_dir / f"reference-{dataset}{'-quick' if args.quick else ''}.ckpt"
     cli = ["reference", "--config", "configs/reference_cnn.yaml", "--data.class_path", DATA_CLASS[dataset],

@@ -6,7 +6,7 @@ import torch
 
 from lightning_modules.objectives import check_objective_kwargs, rws, sample_consistency, sample_q
 
-from .test_model import all_states, tiny_net
+from .test_model import all_states, log_bern, tiny_net
 
 SIZES = [5, 4, 3, 3]
 
@@ -18,7 +18,7 @@ def exact_sample_recognition(net) -> tuple[float, float]:
     upper, P = net.onehot(torch.arange(C)), torch.eye(C, dtype=torch.float64)  # P: (class, state of the layer)
     for k in reversed(range(net.num_layers)):
         lower, a = all_states(net.sizes[k]), net.down_logits(k, upper)  # a: (states above, d_k)
-        log_t = torch.nn.functional.logsigmoid(a) @ lower.t() + torch.nn.functional.logsigmoid(-a) @ (1 - lower).t()
+        log_t = log_bern(lower[None], a[:, None])  # (states above, states of x_k)
         P, upper = P @ log_t.exp(), lower  # (class, states of x_k)
     assert torch.allclose(P.sum(1), torch.ones(C, dtype=P.dtype))  # a distribution over x0 for each class
     log_q = torch.log_softmax(net.recognize(upper), -1)  # (states of x0, class)

@@ -9,19 +9,13 @@ import torch
 
 from lightning_modules import GenerativeLearner
 from scripts.probe import finetune, measure, parse_arm
+from tests.lightning_modules.test_learner import blobs as _data
 
 
 def _learner():
     torch.manual_seed(0)
-    return GenerativeLearner(sizes=[16, 8, 6, 3], objective="rws",
+    return GenerativeLearner(sizes=[12, 8, 6, 3], objective="rws",
                              objective_kwargs={"num_samples": 3, "generation_weight": 0.1, "q_weight": 0.1})
-
-
-def _data(n=96):
-    g = torch.Generator().manual_seed(1)
-    y = torch.arange(n) % 3
-    centres = torch.rand(3, 16, generator=g)
-    return (centres[y] + 0.1 * torch.rand(n, 16, generator=g)).clamp(0, 1), y
 
 
 def test_arms_are_parsed_as_yaml_values_and_bad_ones_say_how_to_write_them():
