@@ -276,6 +276,11 @@ def write_report(out: Path, expected: list[str] | None = None) -> None:
         md += ["Sample grids:", ""]
         md += [f"- {label(first)}: ![{first['key']}]({first['samples_png']})" for first, _, _ in variant_groups(runs)]
         md.append("")
+    adopted = [r for r in runs if r.get("adopted_from")]
+    if adopted:
+        md += ["Rows read from a finished run made by hand whose config is the row's (`--adopt`, checked against the "
+               "row's command with `--print_config`; their seconds per epoch are as that run ran): "
+               + ", ".join(f"`{r['key']}` from `{r['adopted_from']}`" for r in adopted) + ".", ""]
     missing = [k for k in (expected or []) if k not in {r["key"] for r in runs}]
     if missing:
         md += ["## Not run yet", "",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from scripts.frontier import FRONTIER_OBJECTIVES, FRONTIER_WEIGHTS, frontier_rows
 from scripts.frontier_report import pareto, write_frontier_report
-from scripts.reproduce import FRONTIER_OBJECTIVES, FRONTIER_WEIGHTS, frontier_rows
 
 
 def test_frontier_has_four_weights_per_objective_two_K_for_the_multisample_ones_tied_and_untied():

@@ -27,6 +27,7 @@ def test_report_tables_reading_and_targets(tmp_path):
              row("symmetric", True, 1, 0.986, -97.0, -112.0, variant="e60"),
              row("discriminative", True, 0, 0.987, -300.0, -400.0, variant="e60")]
     runs[-5]["change"] = "weight 1"
+    runs[-4]["adopted_from"] = ".cache/runs_h/by_hand"  # made by hand with the row's recipe (reproduce --adopt)
     for r in runs[-3:]:
         r["change"], r["epochs"] = "60 epochs", 60
     (tmp_path / "runs").mkdir()
@@ -55,6 +56,7 @@ def test_report_tables_reading_and_targets(tmp_path):
     assert "best tied generative recipe, sample accuracy ≥ 95% (`hybrid`, 1 seed): 96.00% — met" in md
     assert "discriminative test accuracy ≥ 98.2% (`discriminative (e60)`, 1 seed): 98.70% — met" in md
     assert "tied -94.0 vs untied -120.0 nats" in md  # claim 2's comparison, from the numbers
+    assert md.count("`mnist-hybrid-tied-s0` from `.cache/runs_h/by_hand`") == 1  # the one adopted row, named
     assert (tmp_path / "curves_mnist.png").is_file()
 
 

@@ -13,14 +13,15 @@ from scripts.reproduce import OBJECTIVES, VARIANTS, rows
 def test_the_matrix_has_three_seeds_for_mnist_tied_and_one_elsewhere():
     matrix = rows(quick=False)
     keys = [r["key"] for r in matrix]
-    assert len(keys) == len(set(keys)) == 19  # 2 datasets x 3 objectives x tied/untied, + 2 seeds x 3, make train
-    assert matrix[-1]["config"] == "configs/mnist.yaml" and matrix[-1]["variant"] == "make_train"
+    assert len(keys) == len(set(keys)) == 21  # 2 datasets x 3 objectives x tied/untied, + 2 seeds x 3, make train x 3
+    assert all(r["config"] == "configs/mnist.yaml" and r["variant"] == "make_train" for r in matrix[-3:])
+    assert [r["seed"] for r in matrix[-3:]] == [0, 1, 2]  # issue 15's targets are read over 3 seeds
     seeds = Counter((r["dataset"], r["objective"], r["tied"]) for r in matrix)
     for dataset in ("mnist", "fashion_mnist"):
         for objective in OBJECTIVES:
             assert seeds[(dataset, objective, True)] == (3 if dataset == "mnist" else 1)
             assert seeds[(dataset, objective, False)] == 1
-    assert not any(r["variant"] for r in matrix[:-1])
+    assert not any(r["variant"] for r in matrix[:-3])
 
 
 def test_variants_come_after_the_matrix_and_only_when_asked():
@@ -43,7 +44,7 @@ def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_p
     import json
     import shlex
 
-    from scripts.reproduce import QUICK, _row, fit_args, run_row, train_reference
+    from scripts.study import QUICK, _row, fit_args, run_row, train_reference
     from tests.conftest import subprocess_env
 
     for key, value in subprocess_env(tmp_path, decoded_cache).items():
@@ -79,6 +80,14 @@ def test_a_row_runs_through_the_cli_and_records_the_command_that_reruns_it(tmp_p
     metrics = json.loads((tmp_path / "runs" / row["key"] / "metrics.json").read_text())
     assert metrics["test"]["test/acc"] == result["test_acc"]
     assert result["reference_test_acc"] == reference["test_acc"]  # the classifier that scored its samples
+    # the same run adopted as its own row (--adopt) reads the same record; adopted as another seed's, it is refused
+    from scripts.study import adopt_row
+    folder = tmp_path / "runs" / row["key"]
+    adopted = adopt_row(args, row, settings, reference, out, folder)
+    assert adopted["adopted_from"] == str(folder) and adopted["command"] == result["command"]
+    assert {k: v for k, v in adopted.items() if k != "adopted_from"} == result
+    with pytest.raises(SystemExit, match=r"seed_everything \(1, not 2\)"):
+        adopt_row(args, _row("mnist", "symmetric", True, 2), settings, reference, out, folder)
 
 
 def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, monkeypatch):
@@ -87,19 +96,19 @@ def test_a_row_stopped_before_its_test_is_not_recorded_and_resumes(tmp_path, mon
     import argparse
     import json
 
-    import scripts.reproduce as reproduce
+    import scripts.study as study
 
     calls = []
-    monkeypatch.setattr(reproduce, "coupled", lambda cli, env=None: calls.append(cli))
+    monkeypatch.setattr(study, "coupled", lambda cli, env=None: calls.append(cli))
     args = argparse.Namespace(data_dir=None, quick=True, frontier=False, runs_dir=tmp_path / "runs",
                               ckpt_dir=tmp_path, fit_flags=[])
-    row = reproduce._row("mnist", "symmetric", True, 0)
-    folder = tmp_path / "runs" / reproduce.run_id(row["key"])
+    row = study._row("mnist", "symmetric", True, 0)
+    folder = tmp_path / "runs" / study.run_id(row["key"])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
     (folder / "metrics.json").write_text(json.dumps({"epochs": [{"epoch": 0, "val/acc": 0.5}], "test": {}}))
     with pytest.raises(SystemExit, match="stopped before its test"):
-        reproduce.run_row(args, row, reproduce.QUICK, None, tmp_path / "report")
+        study.run_row(args, row, study.QUICK, None, tmp_path / "report")
     assert calls[0][-2:] == ["--ckpt_path", str(folder / "checkpoints" / "last.ckpt")]  # it resumed the row
 
 
@@ -109,9 +118,9 @@ def test_a_reference_retrained_by_hand_replaces_the_studys_copy_of_its_record(tm
     import argparse
     import json
 
-    import scripts.reproduce as reproduce
+    import scripts.study as study
 
-    monkeypatch.setattr(reproduce, "coupled", lambda cli, env=None: pytest.fail(f"retrained: {cli}"))
+    monkeypatch.setattr(study, "coupled", lambda cli, env=None: pytest.fail(f"retrained: {cli}"))
     ckpt = tmp_path / "reference-mnist.ckpt"
     ckpt.write_bytes(b"weights")
     old = {"ckpt": str(ckpt), "test_acc": 0.9885, "command": "python scripts/reproduce.py --only reference-mnist"}
@@ -124,8 +133,8 @@ def test_a_reference_retrained_by_hand_replaces_the_studys_copy_of_its_record(tm
     want = {"ckpt": str(ckpt), "test_acc": 0.9882, "command": "coupled reference --out x",
             "replaced": [{"test_acc": 0.9885, "command": old["command"]}]}
     for _ in range(2):  # the second read finds the copy up to date: nothing is replaced twice
-        assert reproduce.train_reference(args, "mnist", reproduce.FULL, out) == want
+        assert study.train_reference(args, "mnist", study.FULL, out) == want
         assert json.loads((out / "runs" / "reference-mnist.json").read_text()) == want
     # the same classifier recorded by another command (an older copy's wording) is not a replacement
     Path(str(ckpt) + ".json").write_text(json.dumps({**new, "command": "coupled reference --out y"}))
-    assert reproduce.train_reference(args, "mnist", reproduce.FULL, out) == want
+    assert study.train_reference(args, "mnist", study.FULL, out) == want

@@ -1,0 +1,55 @@
+"""The check behind `make reproduce --adopt`: a run folder's config against what a command line resolves to."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+import scripts.run_config as run_config
+
+
+def _resolving_to(monkeypatch, config: dict) -> None:
+    printed = subprocess.CompletedProcess([], 0, stdout=yaml.safe_dump(config), stderr="")
+    monkeypatch.setattr(run_config.subprocess, "run", lambda *a, **k: printed)
+
+
+WANT = {"seed_everything": 0, "runs_dir": "runs", "trainer": {"max_epochs": 200, "default_root_dir": None},
+        "model": {"objective_kwargs": {"num_samples": 5}, "objective_start_epochs": None},
+        "checkpoint": {"dirpath": None, "monitor": "val/loss"}}
+
+
+def test_a_run_that_differs_only_in_where_it_wrote_is_the_same_recipe(tmp_path, monkeypatch):
+    _resolving_to(monkeypatch, WANT)
+    ran = {**WANT, "runs_dir": ".cache/runs_h", "trainer": {"max_epochs": 200, "default_root_dir": "x/run"},
+           "checkpoint": {"dirpath": "x/run/checkpoints", "monitor": "val/loss"},
+           "model": {"objective_kwargs": {"num_samples": 5}}}  # made before objective_start_epochs existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(ran))
+    assert run_config.config_differences(["fit"], tmp_path / "config.yaml", tmp_path) == []
+    # one file named relative to the repository by hand and absolute by make reproduce: the same classifier
+    (tmp_path / "ref.ckpt").write_bytes(b"")
+    _resolving_to(monkeypatch, {**WANT, "sample_quality": {"classifier_ckpt": str(tmp_path / "ref.ckpt")}})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**ran, "sample_quality": {"classifier_ckpt": "ref.ckpt"}}))
+    assert run_config.config_differences(["fit"], tmp_path / "config.yaml", tmp_path) == []
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**ran, "sample_quality": {"classifier_ckpt": "other.ckpt"}}))
+    assert len(run_config.config_differences(["fit"], tmp_path / "config.yaml", tmp_path)) == 1
+
+
+def test_a_run_with_another_recipe_is_named_by_its_differing_keys(tmp_path, monkeypatch):
+    _resolving_to(monkeypatch, WANT)
+    ran = {**WANT, "seed_everything": 1,
+           "model": {"objective_kwargs": {"num_samples": 5, "sample_consistency_weight": 10.0},
+                     "objective_start_epochs": {"sample_consistency_weight": 150}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(ran))
+    assert run_config.config_differences(["fit"], tmp_path / "config.yaml", tmp_path) == [
+        "model.objective_kwargs.sample_consistency_weight (10.0, not None)",
+        "model.objective_start_epochs.sample_consistency_weight (150, not None)",
+        "seed_everything (1, not 0)"]
+
+
+def test_adopt_takes_key_equals_folder(monkeypatch):
+    from scripts.reproduce import main
+
+    with pytest.raises(SystemExit, match="KEY=FOLDER"):
+        main(["--report-only", "--adopt", "mnist-rws_make_train-tied-s0"])
