@@ -11,24 +11,21 @@ from __future__ import annotations
 
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
+from lightning_modules.lightning_private import mark_checkpoint_saved
+
 __all__ = ["ModelCheckpoint"]
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
-    """``ModelCheckpoint`` that saves nothing while its model's ``generative_schedule_done`` is False (with a
-    monitor; a plain periodic checkpoint saves as usual). Each hook Lightning saves from is guarded."""
+    """``ModelCheckpoint`` that picks no best model while its model's ``generative_schedule_done`` is False (with
+    a monitor). ``last.ckpt`` is written as usual meanwhile: a late term can leave most of a run unscheduled,
+    and a crash there must not lose it."""
 
     def _skips(self, pl_module) -> bool:
         return self.monitor is not None and not getattr(pl_module, "generative_schedule_done", True)
 
-    def on_train_batch_end(self, trainer, pl_module, *args, **kwargs) -> None:
-        if not self._skips(pl_module):
-            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # where it saves when validating once an epoch
-        if not self._skips(pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not self._skips(pl_module):
-            super().on_validation_end(trainer, pl_module)
+    def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:  # every hook's best-model save
+        if self._skips(trainer.lightning_module):
+            mark_checkpoint_saved(self, trainer.global_step)  # Lightning writes last.ckpt in a step it saved in
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)

@@ -16,6 +16,8 @@ from pytorch_lightning.callbacks import Callback
 #: LightningCLI internals the CLI subclass uses: reading the parsed config, the subcommand's parser (its
 #: callback keys), building the Trainer with extra callbacks, and reading a checkpoint's hyperparameters
 CLI_METHODS = ("_get", "_parser", "_instantiate_trainer", "_parse_ckpt_path")
+# ModelCheckpoint methods a subclass overrides (callbacks/checkpoint.py)
+CHECKPOINT_METHODS = ("_save_topk_checkpoint",)
 
 #: the hooks Lightning calls on every callback at every training step
 STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
@@ -47,7 +49,8 @@ def set_logged_step(trainer: pl.Trainer, step: int) -> None:
 
 
 def mark_checkpoint_saved(callback: Any, step: int) -> None:
-    """Tell a ModelCheckpoint that `step` is saved, so that its save on exception does not write it again."""
+    """Tell a ModelCheckpoint that `step` is saved, so that its save on exception does not write it again, and
+    that its ``last.ckpt`` is due (Lightning writes it in a step it saved in; callbacks/checkpoint.py)."""
     if hasattr(callback, "_last_global_step_saved"):
         callback._last_global_step_saved = step
 

@@ -11,22 +11,38 @@ from callbacks.checkpoint import ModelCheckpoint
 from lightning_modules import GenerativeLearner
 
 
-def _fit(tmp_path, **model_kwargs) -> ModelCheckpoint:
+class LastAtEpochStart(pl.Callback):
+    """The epoch held by last.ckpt when each epoch starts (None: no last.ckpt yet)."""
+
+    def __init__(self, path):
+        self.path, self.seen = path, []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        last = self.path / "last.ckpt"
+        self.seen.append(torch.load(last, weights_only=True)["epoch"] if last.exists() else None)
+
+
+def _fit(tmp_path, *callbacks, **model_kwargs) -> ModelCheckpoint:
     torch.manual_seed(0)
     x, y = torch.rand(64, 6), torch.arange(64) % 2
     loader = DataLoader(TensorDataset(x, y), batch_size=16)
     model = GenerativeLearner(sizes=[6, 4, 2], objective="rws", **model_kwargs)
-    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min", filename="best-{epoch}", save_top_k=1)
-    pl.Trainer(max_epochs=4, callbacks=[cb], logger=False, enable_progress_bar=False, enable_model_summary=False,
-               accelerator="cpu").fit(model, loader, loader)
+    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min", filename="best-{epoch}", save_top_k=1,
+                         save_last=True)
+    pl.Trainer(max_epochs=4, callbacks=[cb, *callbacks], logger=False, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu").fit(model, loader, loader)
     return cb
 
 
 def test_the_best_model_is_chosen_only_once_the_generative_terms_are_on(tmp_path):
     # the recognition-only epochs 0-2 (delay 3) are never candidates, whatever their val/loss: epoch 3 is the one
-    cb = _fit(tmp_path / "scheduled", generative_delay_epochs=3)
+    last = LastAtEpochStart(tmp_path / "scheduled")
+    cb = _fit(tmp_path / "scheduled", last, generative_delay_epochs=3)
     assert cb.best_model_path.endswith("best-epoch=3.ckpt"), cb.best_model_path
     assert torch.load(cb.best_model_path, weights_only=True)["epoch"] == 3
+    # while no model can be the best, last.ckpt still follows every epoch: a crash there loses one epoch at most
+    assert last.seen == [None, 0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "scheduled").iterdir()) == ["best-epoch=3.ckpt", "last.ckpt"]
 
 
 def test_without_a_schedule_it_is_lightnings_model_checkpoint(tmp_path):

@@ -21,6 +21,8 @@ from lightning_modules import lightning_private as private
 def test_the_cli_methods_exist():
     for name in private.CLI_METHODS:
         assert callable(getattr(LightningCLI, name, None)), name
+    for name in private.CHECKPOINT_METHODS:
+        assert callable(getattr(ModelCheckpoint, name, None)), name
 
 
 def test_module_trainer_and_loop_attributes_during_fit(tmp_path):
