@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ConfigError, is_int
-from .model import METHODS, CoupledSigmoidNet, bernoulli, log_bernoulli
+from .model import METHODS, CoupledSigmoidNet, bernoulli, log_bernoulli, mean_variance_logits
 
 
 def discriminative(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str = "deterministic") -> dict:
@@ -135,6 +135,7 @@ def rws(
     mean_variance_weight: float = 0.0,
     sample_consistency_weight: float = 0.0,
     sample_consistency_rows: int = 0,
+    sample_consistency_reader: str = "trained",
     generator: torch.Generator | None = None,
 ) -> dict:
     """Reweighted wake-sleep (Bornschein & Bengio 2015) with labels.
@@ -155,7 +156,8 @@ def rws(
     the pass of the recognition term (`mean_variance`: the probit-corrected one, which sees the units' noise);
     `mean_variance_weight` adds the mean-variance pass's -log q(y|x) to it (:func:`recognition_term`);
     `sample_consistency_weight`, :func:`sample_consistency` (that each step of the walk down keeps the class), on
-    the first `sample_consistency_rows` labels of the batch (0: all; fewer cost less, the same term in expectation).
+    the first `sample_consistency_rows` labels of the batch (0: all; fewer cost less, the same term in expectation),
+    its reader `trained` too or `frozen` (the generator alone answers for its samples).
     """
     y_rep = y.repeat(num_samples)
     states, log_q = sample_q(net, x, num_samples, generator)
@@ -184,12 +186,17 @@ def rws(
         loss = loss + sleep_weight * sleep
         out["sleep"] = sleep
     if sample_consistency_weight:  # drawn last: switching it on leaves every other term's draws as they were
-        out["consistency"] = sample_consistency(net, y[:sample_consistency_rows or None], generator)
+        out["consistency"] = sample_consistency(net, y[:sample_consistency_rows or None], generator,
+                                                sample_consistency_reader)
         loss = loss + sample_consistency_weight * out["consistency"]
     return {"loss": loss, **out}
 
 
-def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+READERS = ("trained", "frozen")  # sample_consistency's reader: trained on the samples too, or not
+
+
+def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Generator | None = None,
+                       reader: str = "trained") -> Tensor:
     """Mean over layers k of -log Q(y | x_(k+1)), Q the class probability of x_k ~ p(x_k | x_(k+1)), for x_(k+1)
     an ancestral state of class y: the mean-variance pass's estimate of E[q(y | x_k)] over x_k's draws.
 
@@ -197,13 +204,16 @@ def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Gener
     mean-variance pass from its means (as Bernoulli units) reads the class of x_k's draws, with gradient to the
     layer that draws x_k and to every layer that reads it. Samples lose their class a little at each step down
     (reports/GENERATIVE.md, *Where the samples lose their class*); the likelihood does not ask them to keep it.
+    `reader="frozen"` reads with the weights detached: the gradient reaches only the generation layers that draw
+    (tied, W through W^T), so the classifier is not trained on samples, which are not the data it is scored on.
     """
     with torch.no_grad():
         states = net.sample_down(y, generator)  # [x0, x1, .., x_(L-1), onehot(y)]
     h = states[0][:0]
     for k in range(net.num_layers):  # the walks up from x_0..x_k share layer k: one product (and one W*W) for all
         h = torch.cat([h, torch.sigmoid(net.down_logits(k, states[k + 1]))])  # + the means of x_k given the state above
-        a = net.up_logits(k, h, "mean_variance")
+        W, b = (net.W[k], net.b[k]) if reader == "trained" else (net.W[k].detach(), net.b[k].detach())
+        a = mean_variance_logits(h, W, b)  # net.up_logits(k, h, "mean_variance"), its weights maybe detached
         h = torch.sigmoid(a) if k < net.num_layers - 1 else a
     return F.cross_entropy(h, y.long().repeat(net.num_layers))  # rows: the walk from x_0, then from x_1, ...
 
@@ -317,6 +327,9 @@ def check_objective_kwargs(objective: str, kwargs: dict) -> None:
         if name == "sample_consistency_rows" and not (is_int(value) and value >= 0):
             raise ConfigError(f"model.objective_kwargs.sample_consistency_rows must be an integer >= 0 (0: the "
                               f"whole batch), got {value!r}")
+        if name == "sample_consistency_reader" and value not in READERS:
+            raise ConfigError(f"model.objective_kwargs.sample_consistency_reader must be one of {', '.join(READERS)}, "
+                              f"got {value!r}")
         if name == "num_samples":
             least = 2 if objective == "vimco" else 1  # vimco's leave-one-out baselines
             if not (is_int(value) and value >= least):

@@ -60,6 +60,32 @@ def test_descending_the_term_makes_the_samples_recognised_exactly():
     assert descend(top_only)[1] < acc0 + 0.3
 
 
+def test_a_frozen_reader_trains_the_generator_alone_and_it_still_keeps_the_class():
+    """reader="frozen": the same value, gradient only through the layers that draw. Untied, W and b get none and V
+    and c all of it; tied, minimised alone it still raises the exact probability that a sample is recognised."""
+    y = torch.arange(3).repeat(4)
+    untied = tiny_net(SIZES, tied=False, std=0.8)
+    trained = sample_consistency(untied, y, torch.Generator().manual_seed(3))
+    frozen = sample_consistency(untied, y, torch.Generator().manual_seed(3), reader="frozen")
+    assert torch.equal(trained, frozen)
+    down = [*untied.V, *untied.c]
+    g_frozen = torch.autograd.grad(frozen, [*untied.W, *untied.b, *down], allow_unused=True)
+    g_trained = torch.autograd.grad(trained, down)
+    assert all(g is None or not g.any() for g in g_frozen[: 2 * untied.num_layers])  # the reader: untouched
+    for gf, gt, name in zip(g_frozen[2 * untied.num_layers:], g_trained, ["V"] * 3 + ["c"] * 3):
+        torch.testing.assert_close(gf, gt, msg=name)  # the drawing layers: as with the reader trained
+
+    net = tiny_net(SIZES, std=0.8, seed=2)
+    loss0, acc0 = exact_sample_recognition(net)
+    opt, g = torch.optim.Adam(net.parameters(), lr=0.03), torch.Generator().manual_seed(0)
+    for _ in range(200):
+        opt.zero_grad()
+        sample_consistency(net, torch.arange(3).repeat(64), g, reader="frozen").backward()
+        opt.step()
+    loss1, acc1 = exact_sample_recognition(net)
+    assert loss1 < loss0 and acc1 > acc0 + 0.2, (loss0, acc0, loss1, acc1)
+
+
 def test_rws_adds_the_term_with_its_weight_and_the_rest_unchanged():
     net = tiny_net(SIZES, std=0.8)
     x, y = net.sample_down(torch.arange(6) % 3, torch.Generator().manual_seed(1))[0], torch.arange(6) % 3
@@ -91,6 +117,9 @@ def test_the_options_are_checked():
     for bad in (-1, 2.5, "32"):
         with pytest.raises(Exception, match="sample_consistency_rows must be an integer >= 0"):
             check_objective_kwargs("rws", {"sample_consistency_rows": bad})
+    check_objective_kwargs("rws", {"sample_consistency_reader": "frozen"})
+    with pytest.raises(Exception, match="sample_consistency_reader must be one of trained, frozen, got 'fixed'"):
+        check_objective_kwargs("rws", {"sample_consistency_reader": "fixed"})
 
 
 def test_a_term_started_late_trains_from_its_epoch_and_is_always_validated():
