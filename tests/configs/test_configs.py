@@ -109,6 +109,20 @@ def test_late_overlay_starts_the_term_at_epoch_150(cli_env, capsys):
     assert cfg["trainer"]["max_epochs"] == 200
 
 
+def test_frozen_overlay_is_make_train_with_the_frozen_term_from_epoch_150(cli_env, capsys):
+    """configs/sample_consistency_frozen.yaml on mnist.yaml: SC3F-L150, MIXTW200-w0.01 with the term at weight 3,
+    its reader frozen, trained from epoch 150; nothing else changed."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("sample_consistency_frozen.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "sample_consistency_weight": 3.0,
+                                                "sample_consistency_rows": 32, "sample_consistency_reader": "frozen"}
+    assert cfg["model"]["objective_start_epochs"] == {"sample_consistency_weight": 150}
+    changed = ("objective_kwargs", "objective_start_epochs")
+    assert {k: v for k, v in cfg["model"].items() if k not in changed} == \
+        {k: v for k, v in base["model"].items() if k not in changed}
+    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
+
+
 DTW200_W0005 = {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005, "sleep_weight": 0.0,
                 "recognition_weight": 1.0, "top_weight": 10.0}
 
