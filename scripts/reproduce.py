@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     p.add_argument("--variants", action="store_true",
                    help="also the recipe variants after the matrix (VARIANTS in this file; about 75 more minutes)")
     p.add_argument("--frontier", action="store_true",
-                   help="the frontier study instead of the matrix (FRONTIER_* in this file), into reports/frontier/")
+                   help="the frontier study instead of the matrix (scripts/frontier.py), into reports/frontier/")
     p.add_argument("--adopt", action="append", default=[], metavar="KEY=FOLDER",
                    help="record row KEY from a finished run folder made by hand with the row's exact recipe")
     p.add_argument("fit_flags", nargs=argparse.REMAINDER,
@@ -99,14 +99,19 @@ def main(argv=None) -> None:
     adopted = dict(a.split("=", 1) for a in args.adopt if "=" in a)
     if len(adopted) != len(args.adopt):
         raise SystemExit("--adopt takes KEY=FOLDER, e.g. --adopt mnist-rws_make_train-tied-s0=.cache/runs_h/NAME")
+    todo = [r for r in rows(args.quick, args.variants or bool(args.only))  # --only picks among the variants too
+            if not args.only or args.only in r["key"]]
+    unknown = sorted(set(adopted) - {r["key"] for r in todo}) if not args.report_only else sorted(adopted)
+    done = sorted(k for k in adopted if (out / "runs" / f"{k}.json").exists())
+    if unknown or done:
+        raise SystemExit(f"--adopt: {', '.join(unknown)} not a row this study runs (see --only)" if unknown else
+                         f"--adopt: {', '.join(done)} already recorded; move its runs/<key>.json aside first")
     if not args.report_only:
         refs = {}
         for dataset in DATASETS:  # `--only reference-<dataset>`: just the reference classifier
             if args.only == f"reference-{dataset}":
                 refs[dataset] = train_reference(args, dataset, settings, out)
-        for row in rows(args.quick, args.variants or bool(args.only)):  # --only picks among the variants too
-            if args.only and args.only not in row["key"]:
-                continue
+        for row in todo:
             path = out / "runs" / f"{row['key']}.json"
             if path.exists():
                 print(f"[reproduce] {row['key']}: done, skipped")
@@ -123,8 +128,6 @@ def main(argv=None) -> None:
             print(f"[reproduce] {row['key']}: test_acc {result['test_acc']:.4f}, log_likelihood "
                   f"{result['log_likelihood']:.2f}, " + (f"adopted from {result['adopted_from']}"
                   if "adopted_from" in result else f"{result['wall_seconds']:.0f} s"), flush=True)
-    if adopted:
-        raise SystemExit(f"[reproduce] --adopt names no row this study ran: {', '.join(adopted)}")
     write_report(out, expected=[r["key"] for r in rows(args.quick, args.variants)])
 
 

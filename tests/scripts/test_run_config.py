@@ -48,8 +48,17 @@ def test_a_run_with_another_recipe_is_named_by_its_differing_keys(tmp_path, monk
         "seed_everything (1, not 0)"]
 
 
-def test_adopt_takes_key_equals_folder(monkeypatch):
+def test_adopt_is_checked_before_any_row_runs(tmp_path, monkeypatch):
+    import scripts.study as study
     from scripts.reproduce import main
 
+    monkeypatch.setattr(study, "coupled", lambda cli, env=None: pytest.fail(f"ran: {cli}"))
     with pytest.raises(SystemExit, match="KEY=FOLDER"):
         main(["--report-only", "--adopt", "mnist-rws_make_train-tied-s0"])
+    out = ["--out", str(tmp_path), "--ckpt-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match="mnist-rws_make_train-tied-s7 not a row this study runs"):
+        main([*out, "--only", "make_train", "--adopt", "mnist-rws_make_train-tied-s7=x"])
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mnist-rws_make_train-tied-s1.json").write_text("{}")
+    with pytest.raises(SystemExit, match="mnist-rws_make_train-tied-s1 already recorded"):
+        main([*out, "--only", "make_train", "--adopt", "mnist-rws_make_train-tied-s1=x"])
