@@ -204,15 +204,17 @@ def sample_consistency(net: CoupledSigmoidNet, y: Tensor, generator: torch.Gener
     mean-variance pass from its means (as Bernoulli units) reads the class of x_k's draws, with gradient to the
     layer that draws x_k and to every layer that reads it. Samples lose their class a little at each step down
     (reports/GENERATIVE.md, *Where the samples lose their class*); the likelihood does not ask them to keep it.
-    `reader="frozen"` reads with the weights detached: the gradient reaches only the generation layers that draw
-    (tied, W through W^T), so the classifier is not trained on samples, which are not the data it is scored on.
+    `reader="frozen"` reads with the weights detached: the reading walk gets no gradient, only the layers that
+    draw do, so the classifier is not fitted to read samples (tied, W still moves, through W^T in the draws).
     """
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {', '.join(READERS)}, got {reader!r}")
     with torch.no_grad():
         states = net.sample_down(y, generator)  # [x0, x1, .., x_(L-1), onehot(y)]
     h = states[0][:0]
     for k in range(net.num_layers):  # the walks up from x_0..x_k share layer k: one product (and one W*W) for all
         h = torch.cat([h, torch.sigmoid(net.down_logits(k, states[k + 1]))])  # + the means of x_k given the state above
-        W, b = (net.W[k], net.b[k]) if reader == "trained" else (net.W[k].detach(), net.b[k].detach())
+        W, b = (net.W[k].detach(), net.b[k].detach()) if reader == "frozen" else (net.W[k], net.b[k])
         a = mean_variance_logits(h, W, b)  # net.up_logits(k, h, "mean_variance"), its weights maybe detached
         h = torch.sigmoid(a) if k < net.num_layers - 1 else a
     return F.cross_entropy(h, y.long().repeat(net.num_layers))  # rows: the walk from x_0, then from x_1, ...

@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     args.fit_flags = [f for f in args.fit_flags if f != "--"]
     args.frontier = args.frontier or os.environ.get("FRONTIER", "") not in ("", "0")  # `make reproduce FRONTIER=1`
     if args.frontier:
+        if args.adopt:
+            raise SystemExit("--adopt records rows of the matrix (make train's among them), not the frontier's")
         return run_frontier(args)
     args.quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")  # `make reproduce QUICK=1`
     args.variants = args.variants or os.environ.get("VARIANTS", "") not in ("", "0")  # `make reproduce VARIANTS=1`
@@ -101,11 +103,14 @@ def main(argv=None) -> None:
         raise SystemExit("--adopt takes KEY=FOLDER, e.g. --adopt mnist-rws_make_train-tied-s0=.cache/runs_h/NAME")
     todo = [r for r in rows(args.quick, args.variants or bool(args.only))  # --only picks among the variants too
             if not args.only or args.only in r["key"]]
-    unknown = sorted(set(adopted) - {r["key"] for r in todo}) if not args.report_only else sorted(adopted)
+    unknown = sorted(set(adopted) - {r["key"] for r in todo})
     done = sorted(k for k in adopted if (out / "runs" / f"{k}.json").exists())
+    if adopted and args.report_only:
+        raise SystemExit("--adopt records rows, which --report-only does not: drop one of the two")
     if unknown or done:
         raise SystemExit(f"--adopt: {', '.join(unknown)} not a row this study runs (see --only)" if unknown else
                          f"--adopt: {', '.join(done)} already recorded; move its runs/<key>.json aside first")
+    todo.sort(key=lambda r: r["key"] not in adopted)  # adopted first: a refused one stops the study before any run
     if not args.report_only:
         refs = {}
         for dataset in DATASETS:  # `--only reference-<dataset>`: just the reference classifier

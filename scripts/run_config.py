@@ -1,5 +1,8 @@
 """Whether a run folder trained what a ``coupled fit`` command line resolves to: the check behind
-``make reproduce``'s ``--adopt`` (a finished run made by hand becomes a row instead of being made twice)."""
+``make reproduce``'s ``--adopt`` (a finished run made by hand becomes a row instead of being made twice).
+
+A run folder's config.yaml is its last session's: a run resumed across sessions is checked as its last session
+ran (each session of `coupled fit --config <folder>/config.yaml --ckpt_path ...` repeats the first's config)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,12 @@ from pathlib import Path
 
 import yaml
 
-# where a run wrote and how it showed progress, not what it trained: the keys a run by hand may differ in
-WHERE_KEYS = {"runs_dir", "default_root_dir", "save_dir", "dirpath", "id", "run_id", "ckpt_path", "weights_only",
-              "data_dir", "enable_progress_bar"}
+# where a run wrote and how it showed progress, not what it trained: the keys (full dotted paths) a run by hand
+# may differ in. `ckpt_path` must name the run's own folder (a resumed session), `data_dir` may differ only where one
+# side leaves it to the environment (null: $COUPLED_DATA_DIR, or the hub)
+WHERE_KEYS = {"runs_dir", "trainer.default_root_dir", "trainer.logger.init_args.save_dir",
+              "trainer.logger.init_args.id", "checkpoint.dirpath", "sample_grid.dirpath", "artifacts.run_id",
+              "weights_only", "trainer.enable_progress_bar"}
 
 
 def recipe_of(config: dict, prefix: str = "") -> dict:
@@ -21,7 +27,7 @@ def recipe_of(config: dict, prefix: str = "") -> dict:
     for k, v in config.items():
         if isinstance(v, dict):
             flat.update(recipe_of(v, f"{prefix}{k}."))
-        elif k not in WHERE_KEYS:
+        elif prefix + k not in WHERE_KEYS:
             flat[prefix + k] = v
     return flat
 
@@ -34,6 +40,11 @@ def config_differences(cli: list[str], config_yaml: Path, cwd: Path) -> list[str
     if printed.returncode != 0:
         raise SystemExit(f"coupled {shlex.join(cli)} --print_config failed: {printed.stderr.strip()[-500:]}")
     want, got = recipe_of(yaml.safe_load(printed.stdout)), recipe_of(yaml.safe_load(config_yaml.read_text()))
+    own = config_yaml.parent.resolve()
+    if got.get("ckpt_path") and own in (cwd / got["ckpt_path"]).resolve().parents:
+        got["ckpt_path"] = want.get("ckpt_path")  # the run resumed from its own checkpoint
+    if None in (got.get("data.init_args.data_dir"), want.get("data.init_args.data_dir")):
+        got["data.init_args.data_dir"] = want.get("data.init_args.data_dir")
     # an option added since the run was made is absent from its config: null, its default, reads the same
     return [f"{k} ({got.get(k)!r}, not {want.get(k)!r})" for k in sorted(want.keys() | got.keys())
             if not _same(want.get(k), got.get(k), cwd)]

@@ -41,8 +41,6 @@ FULL = {"train_size": None, "epochs": RECIPE["epochs"], "eval_num_samples": 1000
         "per_class": 1000, "marginal_images": 500, "mc_samples": 1000, "reference_epochs": None}
 
 
-
-
 def _row(dataset, objective, tied, seed, variant="", objective_kwargs=None, change="", **overrides) -> dict:
     """One run; ``overrides`` (``hidden_sizes``, ``epochs``, ``lr_schedule``) replace the recipe's for a variant."""
     name = f"{objective}_{variant}" if variant else objective
@@ -158,6 +156,10 @@ def adopt_row(args, row: dict, settings: dict, reference: dict | None, out: Path
     if differ:
         raise SystemExit(f"[reproduce] {folder} did not run {row['key']}'s recipe: it differs in "
                          f"{'; '.join(differ[:5])}; rerun the row instead of adopting it")
+    epochs = json.loads((folder / "metrics.json").read_text())["epochs"]
+    max_epochs = yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["max_epochs"]
+    if not epochs or epochs[-1].get("epoch") != max_epochs - 1:
+        raise SystemExit(f"[reproduce] {folder} has not finished its {max_epochs} epochs; resume it first")
     return {**gather(row, folder, cli, settings, reference, out), "adopted_from": str(folder)}
 
 

@@ -75,6 +75,15 @@ def test_a_frozen_reader_trains_the_generator_alone_and_it_still_keeps_the_class
     for gf, gt, name in zip(g_frozen[2 * untied.num_layers:], g_trained, ["V"] * 3 + ["c"] * 3):
         torch.testing.assert_close(gf, gt, msg=name)  # the drawing layers: as with the reader trained
 
+    # through rws's option too
+    x = untied.sample_down(y, torch.Generator().manual_seed(1))[0]
+    out = rws(untied, x, y, num_samples=2, sample_consistency_weight=1.0, sample_consistency_reader="frozen",
+              generator=torch.Generator().manual_seed(5))
+    assert all(g is None or not g.any()
+               for g in torch.autograd.grad(out["consistency"], list(untied.W), allow_unused=True))
+    with pytest.raises(ValueError, match="reader must be one of trained, frozen"):
+        sample_consistency(untied, y, reader="fixed")
+
     net = tiny_net(SIZES, std=0.8, seed=2)
     loss0, acc0 = exact_sample_recognition(net)
     opt, g = torch.optim.Adam(net.parameters(), lr=0.03), torch.Generator().manual_seed(0)

@@ -36,6 +36,24 @@ def test_a_run_that_differs_only_in_where_it_wrote_is_the_same_recipe(tmp_path, 
     assert len(run_config.config_differences(["fit"], tmp_path / "config.yaml", tmp_path)) == 1
 
 
+def test_a_resumed_run_names_its_own_checkpoint_and_data_may_come_from_the_environment(tmp_path, monkeypatch):
+    _resolving_to(monkeypatch, {**WANT, "ckpt_path": None, "data": {"init_args": {"data_dir": "/data/mnist"}}})
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+
+    def differences(ckpt_path, data_dir):
+        cfg = {**WANT, "ckpt_path": ckpt_path, "data": {"init_args": {"data_dir": data_dir}}}
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return run_config.config_differences(["fit"], run / "config.yaml", tmp_path)
+
+    assert differences(str(run / "checkpoints" / "last.ckpt"), None) == []  # its own last session, $COUPLED_DATA_DIR
+    assert differences("run/checkpoints/last.ckpt", "/data/mnist") == []
+    assert differences(str(tmp_path / "other" / "last.ckpt"), None) == [  # started from another run's weights
+        f"ckpt_path ({str(tmp_path / 'other' / 'last.ckpt')!r}, not None)"]
+    assert differences(None, "/data/fashion_mnist") == [
+        "data.init_args.data_dir ('/data/fashion_mnist', not '/data/mnist')"]
+
+
 def test_a_run_with_another_recipe_is_named_by_its_differing_keys(tmp_path, monkeypatch):
     _resolving_to(monkeypatch, WANT)
     ran = {**WANT, "seed_everything": 1,
