@@ -10,11 +10,16 @@ either class resume with the other.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
+from lightning_modules.files import atomic_write
 from lightning_modules.lightning_private import mark_checkpoint_saved
 
-__all__ = ["ModelCheckpoint"]
+__all__ = ["KeepBeforeLateTerms", "ModelCheckpoint"]
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
@@ -31,3 +36,24 @@ class ModelCheckpoint(LightningModelCheckpoint):
                 mark_checkpoint_saved(self, trainer.global_step)
             return
         super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+
+class KeepBeforeLateTerms(Callback):
+    """Keeps ``before_epoch<N>.ckpt``, last.ckpt as it is when epoch N starts, N the first epoch of
+    ``--model.objective_start_epochs``: the run until then does not depend on the late terms' settings (they draw
+    nothing while off), so a variant of the late phase resumes from it (``--ckpt_path``, with the variant's
+    config) and is the variant's run from the start, bit for bit, at the cost of the late epochs alone."""
+
+    def __init__(self, last: LightningModelCheckpoint) -> None:
+        self.last = last  # the callback that writes last.ckpt (its folder is known once the fit starts)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        starts = [s for s in (pl_module.hparams.get("objective_start_epochs") or {}).values() if s > 0]
+        if not starts or trainer.current_epoch != min(starts) or not trainer.is_global_zero or not self.last.dirpath:
+            return
+        folder = Path(self.last.dirpath)
+        last, keep = folder / f"{self.last.CHECKPOINT_NAME_LAST}{self.last.FILE_EXTENSION}", \
+            folder / f"before_epoch{min(starts)}.ckpt"
+        if last.is_file() and not keep.exists():  # not again: a run resumed inside epoch N has moved on
+            with open(last, "rb") as src, atomic_write(keep) as dst:
+                shutil.copyfileobj(src, dst)

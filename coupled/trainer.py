@@ -14,6 +14,7 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from callbacks.checkpoint import KeepBeforeLateTerms
 from callbacks.finite_guard import FiniteLossGuard
 from callbacks.metrics_file import MetricsFile
 from callbacks.sample_quality import SampleQuality
@@ -85,8 +86,9 @@ def trainer_error(exc: BaseException) -> str:
     return f"bad --trainer.* setting: {text}"
 
 
-def last_checkpoint(callbacks: list[Any], cfg: Any) -> list[ModelCheckpoint]:
-    """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``).
+def last_checkpoint(callbacks: list[Any], cfg: Any) -> list[Any]:
+    """A ModelCheckpoint that writes ``last.ckpt`` after every validation (``--checkpoint.save_last``), and the
+    copy of it kept from before a late term starts (:class:`callbacks.checkpoint.KeepBeforeLateTerms`).
 
     Lightning 2.6 writes ``last.ckpt`` only when a new top-k checkpoint is written, so with a monitor it would
     lag behind the training; this second callback, without a monitor, keeps it current. `cfg` holds the
@@ -96,20 +98,19 @@ def last_checkpoint(callbacks: list[Any], cfg: Any) -> list[ModelCheckpoint]:
     if best is None or best.save_last is not True or best.monitor is None:
         return []
     best.save_last = False
-    return [
-        ModelCheckpoint(
-            dirpath=best.dirpath,
-            filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
-            monitor=None,
-            save_top_k=1,
-            enable_version_counter=False,
-            every_n_train_steps=cfg.get("every_n_train_steps"),
-            train_time_interval=cfg.get("train_time_interval"),
-            every_n_epochs=cfg.get("every_n_epochs"),
-            save_on_train_epoch_end=cfg.get("save_on_train_epoch_end"),
-            save_weights_only=bool(cfg.get("save_weights_only")),
-        )
-    ]
+    last = ModelCheckpoint(
+        dirpath=best.dirpath,
+        filename=ModelCheckpoint.CHECKPOINT_NAME_LAST,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        every_n_train_steps=cfg.get("every_n_train_steps"),
+        train_time_interval=cfg.get("train_time_interval"),
+        every_n_epochs=cfg.get("every_n_epochs"),
+        save_on_train_epoch_end=cfg.get("save_on_train_epoch_end"),
+        save_weights_only=bool(cfg.get("save_weights_only")),
+    )
+    return [last, KeepBeforeLateTerms(last)]
 
 
 def test_after_fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, cfg: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.checkpoint import ModelCheckpoint
+from callbacks.checkpoint import KeepBeforeLateTerms, ModelCheckpoint
 from lightning_modules import GenerativeLearner
 
 
@@ -50,3 +50,27 @@ def test_without_a_schedule_it_is_lightnings_model_checkpoint(tmp_path):
     assert len(cb.best_k_models) == 1 and cb.best_model_path  # chosen among all four validations
     mine = ModelCheckpoint(monitor="val/acc", mode="max")
     assert mine.state_key == LightningModelCheckpoint(monitor="val/acc", mode="max").state_key  # resumes either way
+
+
+def test_the_checkpoint_kept_before_a_late_term_resumes_as_the_variants_own_run(tmp_path):
+    """KeepBeforeLateTerms keeps last.ckpt as the late term's first epoch starts; a variant of the late term
+    resumed from it is, bit for bit, the variant's run from the start (the term draws nothing while off)."""
+    x, y = torch.rand(64, 6), torch.arange(64) % 2
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+
+    def fit(weight, root, ckpt_path=None):
+        torch.manual_seed(0)
+        model = GenerativeLearner(sizes=[6, 4, 2], objective="rws", objective_start_epochs={
+            "sample_consistency_weight": 2}, objective_kwargs={"num_samples": 2, "sample_consistency_weight": weight})
+        last = LightningModelCheckpoint(dirpath=root, filename="last", monitor=None, enable_version_counter=False)
+        pl.Trainer(max_epochs=3, callbacks=[last, KeepBeforeLateTerms(last)], logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu").fit(model, loader, loader, ckpt_path=ckpt_path)
+        return [p.detach().clone() for p in model.parameters()]
+
+    first = fit(1.0, tmp_path / "a")
+    kept = tmp_path / "a" / "before_epoch2.ckpt"
+    assert torch.load(kept, weights_only=True)["epoch"] == 1  # the end of epoch 1: the term not yet trained
+    variant, branched = fit(5.0, tmp_path / "b"), fit(5.0, tmp_path / "c", ckpt_path=kept)
+    assert all(torch.equal(p, q) for p, q in zip(variant, branched))
+    assert not all(torch.equal(p, q) for p, q in zip(first, variant))  # the late weight did change the run
+    assert not (tmp_path / "b" / "before_epoch3.ckpt").exists() and (tmp_path / "b" / "before_epoch2.ckpt").exists()
