@@ -10,13 +10,12 @@ either class resume with the other.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
-from lightning_modules.files import atomic_write
+from lightning_modules.files import atomic_copy
 from lightning_modules.lightning_private import mark_checkpoint_saved
 
 __all__ = ["KeepBeforeLateTerms", "ModelCheckpoint"]
@@ -52,8 +51,7 @@ class KeepBeforeLateTerms(Callback):
         if not starts or trainer.current_epoch != min(starts) or not trainer.is_global_zero or not self.last.dirpath:
             return
         folder = Path(self.last.dirpath)
-        last, keep = folder / f"{self.last.CHECKPOINT_NAME_LAST}{self.last.FILE_EXTENSION}", \
-            folder / f"before_epoch{min(starts)}.ckpt"
+        last = folder / f"{self.last.CHECKPOINT_NAME_LAST}{self.last.FILE_EXTENSION}"
+        keep = folder / f"before_epoch{min(starts)}.ckpt"
         if last.is_file() and not keep.exists():  # not again: a run resumed inside epoch N has moved on
-            with open(last, "rb") as src, atomic_write(keep) as dst:
-                shutil.copyfileobj(src, dst)
+            atomic_copy(last, keep)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from lightning_modules.errors import CoupledError
-from lightning_modules.files import atomic_write, atomic_write_text
+from lightning_modules.files import atomic_copy, atomic_write_text
 
 INDEX_NAME = "index.json"
 VERSIONS_DIR = "versions"
@@ -75,8 +74,7 @@ class LocalArtifactIndex:
         data = self.load()
         version = self.next_version()
         rel = f"{VERSIONS_DIR}/v{version}.ckpt"
-        with atomic_write(self.folder / rel) as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
+        atomic_copy(source, self.folder / rel)
         data.update(run_id=run_id, project=project or data.get("project"), entity=entity or data.get("entity"))
         data["versions"].append({"version": version, "aliases": list(aliases), "file": rel, **meta})
         for alias in aliases:

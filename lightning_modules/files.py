@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,3 +103,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """`text` (UTF-8) as the new contents of `path`, atomically."""
     with atomic_write(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """A copy of the file `source` as the new contents of `path`, atomically."""
+    with open(source, "rb") as src, atomic_write(path) as dst:
+        shutil.copyfileobj(src, dst)
