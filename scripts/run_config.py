@@ -2,10 +2,14 @@
 ``make reproduce``'s ``--adopt`` (a finished run made by hand becomes a row instead of being made twice).
 
 A run folder's config.yaml is its last session's: a run resumed across sessions is checked as its last session
-ran (each session of `coupled fit --config <folder>/config.yaml --ckpt_path ...` repeats the first's config)."""
+ran (each session of `coupled fit --config <folder>/config.yaml --ckpt_path ...` repeats the first's config).
+A run branched from another run's ``before_epoch<N>.ckpt`` (callbacks.checkpoint.KeepBeforeLateTerms) is checked
+twice: its own config in full, and the source run's for its first N epochs, where the late terms (those starting
+at epoch N or later) and their options (``<term>_*`` for a weight ``<term>_weight``) did nothing."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -19,6 +23,7 @@ import yaml
 WHERE_KEYS = {"runs_dir", "trainer.default_root_dir", "trainer.logger.init_args.save_dir",
               "trainer.logger.init_args.id", "checkpoint.dirpath", "sample_grid.dirpath", "artifacts.run_id",
               "weights_only", "trainer.enable_progress_bar"}
+BEFORE = re.compile(r"before_epoch(\d+)\.ckpt")  # KeepBeforeLateTerms' file: the run's last.ckpt as epoch N starts
 
 
 def recipe_of(config: dict, prefix: str = "") -> dict:
@@ -39,15 +44,44 @@ def config_differences(cli: list[str], config_yaml: Path, cwd: Path) -> list[str
                              capture_output=True, text=True)
     if printed.returncode != 0:
         raise SystemExit(f"coupled {shlex.join(cli)} --print_config failed: {printed.stderr.strip()[-500:]}")
-    want, got = recipe_of(yaml.safe_load(printed.stdout)), recipe_of(yaml.safe_load(config_yaml.read_text()))
-    own = config_yaml.parent.resolve()
-    if got.get("ckpt_path") and own in (cwd / got["ckpt_path"]).resolve().parents:
-        got["ckpt_path"] = want.get("ckpt_path")  # the run resumed from its own checkpoint
+    return _differences(recipe_of(yaml.safe_load(printed.stdout)), config_yaml, cwd)
+
+
+def _differences(want: dict, config_yaml: Path, cwd: Path, before: int | None = None) -> list[str]:
+    """As :func:`config_differences` against the resolved recipe ``want``; with ``before`` = N, for a source run's
+    first N epochs only (the keys of terms that start at N or later are left out on both sides)."""
+    got = recipe_of(yaml.safe_load(config_yaml.read_text()))
+    own, source = config_yaml.parent.resolve(), None
+    if got.get("ckpt_path"):
+        ckpt = (cwd / got["ckpt_path"]).resolve()
+        branched = BEFORE.fullmatch(ckpt.name) if before is None and ckpt.parent.name == "checkpoints" else None
+        if own in ckpt.parents or branched:  # the run resumed from its own checkpoint, or branched from a source's
+            got["ckpt_path"] = want.get("ckpt_path")
+        if branched and own not in ckpt.parents:
+            source = (ckpt.parent.parent / "config.yaml", int(branched[1]))
     if None in (got.get("data.init_args.data_dir"), want.get("data.init_args.data_dir")):
         got["data.init_args.data_dir"] = want.get("data.init_args.data_dir")
+    if before is not None:
+        want, got = _before(want, before), _before(got, before)
     # an option added since the run was made is absent from its config: null, its default, reads the same
-    return [f"{k} ({got.get(k)!r}, not {want.get(k)!r})" for k in sorted(want.keys() | got.keys())
-            if not _same(want.get(k), got.get(k), cwd)]
+    differ = [f"{k} ({got.get(k)!r}, not {want.get(k)!r})" for k in sorted(want.keys() | got.keys())
+              if not _same(want.get(k), got.get(k), cwd)]
+    if source:
+        path, n = source
+        if not path.is_file():
+            return [*differ, f"ckpt_path (branched from {path.parent}, which has no config.yaml)"]
+        differ += [f"{path.parent} before epoch {n}: {d}" for d in _differences(want, path, cwd, before=n)]
+    return differ
+
+
+def _before(recipe: dict, n: int) -> dict:
+    """A flat recipe without the late terms at epoch ``n``: their weights, start epochs and ``<term>_*`` options."""
+    starts = "model.objective_start_epochs."
+    late = [k[len(starts):] for k, v in recipe.items() if k.startswith(starts) and v is not None and v >= n]
+    kwargs = "model.objective_kwargs."
+    terms = tuple(kwargs + w.removesuffix("weight") for w in late)
+    return {k: v for k, v in recipe.items()
+            if not k.startswith(terms) and k not in {starts + w for w in late}}
 
 
 def _same(a, b, cwd: Path) -> bool:

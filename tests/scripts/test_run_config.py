@@ -80,3 +80,46 @@ def test_adopt_is_checked_before_any_row_runs(tmp_path, monkeypatch):
     (tmp_path / "runs" / "mnist-rws_make_train-tied-s1.json").write_text("{}")
     with pytest.raises(SystemExit, match="mnist-rws_make_train-tied-s1 already recorded"):
         main([*out, "--only", "make_train", "--adopt", "mnist-rws_make_train-tied-s1=x"])
+
+
+def test_a_run_branched_from_a_source_before_its_late_terms_is_checked_against_both(tmp_path, monkeypatch):
+    late = {"objective_kwargs": {"num_samples": 5, "sample_consistency_weight": 3.0,
+                                 "sample_consistency_reader": "frozen"},
+            "objective_start_epochs": {"sample_consistency_weight": 150}}
+    _resolving_to(monkeypatch, {**WANT, "ckpt_path": None, "model": late})
+    source, branch = tmp_path / "source", tmp_path / "branch"
+    (source / "checkpoints").mkdir(parents=True)
+    branch.mkdir()
+    before = str(source / "checkpoints" / "before_epoch150.ckpt")
+
+    def differences(source_model, ckpt_path=before, branch_model=late, seed=0):
+        (source / "config.yaml").write_text(yaml.safe_dump({**WANT, "seed_everything": seed, "model": source_model}))
+        cfg = {**WANT, "ckpt_path": ckpt_path, "model": branch_model}
+        (branch / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return run_config.config_differences(["fit"], branch / "config.yaml", tmp_path)
+
+    # the source ran another late term (weight 10, the reader trained) from the same epoch: the same first 150 epochs
+    other = {"objective_kwargs": {"num_samples": 5, "sample_consistency_weight": 10.0},
+             "objective_start_epochs": {"sample_consistency_weight": 150}}
+    assert differences(other) == []
+    assert differences(WANT["model"]) == []  # or none at all (its before_epoch150.ckpt copied by hand)
+    assert differences(other, seed=1) == [f"{source} before epoch 150: seed_everything (1, not 0)"]
+    early = {**other, "objective_start_epochs": {"sample_consistency_weight": 100}}  # on before the branch
+    assert differences(early) == [
+        f"{source} before epoch 150: model.objective_kwargs.sample_consistency_weight (10.0, not None)",
+        f"{source} before epoch 150: model.objective_start_epochs.sample_consistency_weight (100, not None)"]
+    # a recipe whose term starts at 120 cannot branch at 150: the source ran 30 of its epochs without it
+    on_early = {**late, "objective_start_epochs": {"sample_consistency_weight": 120}}
+    _resolving_to(monkeypatch, {**WANT, "ckpt_path": None, "model": on_early})
+    assert differences(other, branch_model=on_early) == [
+        f"{source} before epoch 150: model.objective_kwargs.sample_consistency_reader (None, not 'frozen')",
+        f"{source} before epoch 150: model.objective_kwargs.sample_consistency_weight (None, not 3.0)",
+        f"{source} before epoch 150: model.objective_start_epochs.sample_consistency_weight (None, not 120)"]
+    _resolving_to(monkeypatch, {**WANT, "ckpt_path": None, "model": late})
+    # any other checkpoint of another run is a start from its weights, not a branch
+    assert differences(other, ckpt_path=str(source / "checkpoints" / "last.ckpt")) == [
+        f"ckpt_path ({str(source / 'checkpoints' / 'last.ckpt')!r}, not None)"]
+    (source / "config.yaml").unlink()
+    (branch / "config.yaml").write_text(yaml.safe_dump({**WANT, "ckpt_path": before, "model": late}))
+    assert run_config.config_differences(["fit"], branch / "config.yaml", tmp_path) == [
+        f"ckpt_path (branched from {source}, which has no config.yaml)"]
