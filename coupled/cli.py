@@ -5,7 +5,7 @@ A :class:`~pytorch_lightning.cli.LightningCLI` over :class:`GenerativeLearner` a
 with every Trainer flag as Lightning users know it. On top of Lightning's own CLI:
 
 * the model's ``input_dim`` and ``num_classes`` are linked from the DataModule;
-* one run id and one run folder ``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, wandb/),
+* one run id and one run folder ``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, sessions/, wandb/),
   the run id shared with DDP child processes through the environment (:mod:`coupled.runs`);
 * W&B (``WandbLogger``, project ``coupled``) by default, online when an API key is configured or
   ``WANDB_MODE=online``, offline otherwise, never a prompt;

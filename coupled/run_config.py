@@ -1,4 +1,8 @@
-"""Saves the resolved config of a run as ``<run folder>/config.yaml`` and with the W&B run (config + file)."""
+"""Saves the resolved config of a run as ``<run folder>/config.yaml`` and with the W&B run (config + file).
+
+Each session of a run (a resume is one) also keeps its own copy, ``<run folder>/sessions/<N>.yaml``: config.yaml
+is the last session's, and what a run trained is every session's (``make reproduce --adopt`` checks them all).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,17 @@ import pytorch_lightning as pl
 import yaml
 from pytorch_lightning.cli import SaveConfigCallback
 
+from lightning_modules.files import atomic_copy
 from lightning_modules.loggers import wandb_logger
+
+SESSIONS = "sessions"  # <run folder>/sessions/<N>.yaml: the config of the run's N-th session (1 the first)
+
+
+def session_configs(folder: str | Path) -> list[Path]:
+    """The config of each session of the run in ``folder``, oldest first; a run made before sessions were kept
+    has its config.yaml alone (its last session's)."""
+    kept = [p for p in (Path(folder) / SESSIONS).glob("*.yaml") if p.stem.isdigit()]
+    return sorted(kept, key=lambda p: int(p.stem)) or [Path(folder) / "config.yaml"]
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -25,6 +39,8 @@ class RunConfigCallback(SaveConfigCallback):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / self.config_filename
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        kept = [int(p.stem) for p in session_configs(folder) if p.parent.name == SESSIONS]
+        atomic_copy(path, folder / SESSIONS / f"{max(kept, default=0) + 1}.yaml")
         logger = wandb_logger(trainer.loggers)
         if logger is not None:
             run = logger.experiment

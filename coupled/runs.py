@@ -1,7 +1,7 @@
 """One run, one id, one folder: how the CLI names a run and decides whether W&B logs online.
 
 A run's id is the W&B run id (also used when W&B is not the logger): it names the run folder
-``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, wandb/) and the model artifact
+``<runs_dir>/<run id>/`` (checkpoints/, samples/, config.yaml, sessions/, wandb/) and the model artifact
 ``model-<run id>``. It is decided once, by the process the user started, and handed to the processes
 Lightning's DDP launcher starts through the environment, so every rank agrees on it. On several nodes it is the
 launcher's job id (SLURM, torchrun ``--rdzv-id``), or rank 0's id shared through torchrun's store.

@@ -1,11 +1,11 @@
 """Whether a run folder trained what a ``coupled fit`` command line resolves to: the check behind
 ``make reproduce``'s ``--adopt`` (a finished run made by hand becomes a row instead of being made twice).
 
-A run folder's config.yaml is its last session's: a run resumed across sessions is checked as its last session
-ran (each session of `coupled fit --config <folder>/config.yaml --ckpt_path ...` repeats the first's config).
-A run branched from another run's ``before_epoch<N>.ckpt`` (callbacks.checkpoint.KeepBeforeLateTerms) is checked
-twice: its own config in full, and the source run's for its first N epochs, where the late terms (those starting
-at epoch N or later) and their options (``<term>_*`` for a weight ``<term>_weight``) did nothing."""
+Every session of a run is checked: its run folder keeps each session's config (``sessions/<N>.yaml``,
+coupled/run_config.py); a run made before that has only its last session's, config.yaml. A run branched from
+another run's ``before_epoch<N>.ckpt`` (callbacks.checkpoint.KeepBeforeLateTerms) is checked twice: its own
+config in full, and the source run's for its first N epochs, where the late terms (those starting at epoch N or
+later) and their options (``<term>_*`` for a weight ``<term>_weight``) did nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from coupled.run_config import session_configs
 
 # where a run wrote and how it showed progress, not what it trained: the keys (full dotted paths) a run by hand
 # may differ in. `ckpt_path` must name the run's own folder (a resumed session), `data_dir` may differ only where one
@@ -44,21 +46,28 @@ def config_differences(cli: list[str], config_yaml: Path, cwd: Path) -> list[str
                              capture_output=True, text=True)
     if printed.returncode != 0:
         raise SystemExit(f"coupled {shlex.join(cli)} --print_config failed: {printed.stderr.strip()[-500:]}")
-    return _differences(recipe_of(yaml.safe_load(printed.stdout)), config_yaml, cwd)
+    return _run_differences(recipe_of(yaml.safe_load(printed.stdout)), config_yaml.parent, cwd)
 
 
-def _differences(want: dict, config_yaml: Path, cwd: Path, before: int | None = None) -> list[str]:
-    """As :func:`config_differences` against the resolved recipe ``want``; with ``before`` = N, for a source run's
-    first N epochs only (the keys of terms that start at N or later are left out on both sides)."""
+def _run_differences(want: dict, folder: Path, cwd: Path, before: int | None = None) -> list[str]:
+    """As :func:`config_differences` against the resolved recipe ``want``, for every session of the run in
+    ``folder``; with ``before`` = N, for a source run's first N epochs only (the keys of terms that start at N or
+    later are left out on both sides)."""
+    files = session_configs(folder)
+    return [f"session {f.stem}: {d}" if len(files) > 1 else d
+            for f in files for d in _differences(want, f, folder.resolve(), cwd, before)]
+
+
+def _differences(want: dict, config_yaml: Path, own: Path, cwd: Path, before: int | None) -> list[str]:
     got = recipe_of(yaml.safe_load(config_yaml.read_text()))
-    own, source = config_yaml.parent.resolve(), None
+    source = None
     if got.get("ckpt_path"):
         ckpt = (cwd / got["ckpt_path"]).resolve()
         branched = BEFORE.fullmatch(ckpt.name) if before is None and ckpt.parent.name == "checkpoints" else None
         if own in ckpt.parents or branched:  # the run resumed from its own checkpoint, or branched from a source's
             got["ckpt_path"] = want.get("ckpt_path")
         if branched and own not in ckpt.parents:
-            source = (ckpt.parent.parent / "config.yaml", int(branched[1]))
+            source = (ckpt.parent.parent, int(branched[1]))
     if None in (got.get("data.init_args.data_dir"), want.get("data.init_args.data_dir")):
         got["data.init_args.data_dir"] = want.get("data.init_args.data_dir")
     if before is not None:
@@ -67,10 +76,10 @@ def _differences(want: dict, config_yaml: Path, cwd: Path, before: int | None = 
     differ = [f"{k} ({got.get(k)!r}, not {want.get(k)!r})" for k in sorted(want.keys() | got.keys())
               if not _same(want.get(k), got.get(k), cwd)]
     if source:
-        path, n = source
-        if not path.is_file():
-            return [*differ, f"ckpt_path (branched from {path.parent}, which has no config.yaml)"]
-        differ += [f"{path.parent} before epoch {n}: {d}" for d in _differences(want, path, cwd, before=n)]
+        folder, n = source
+        if not session_configs(folder)[0].is_file():
+            return [*differ, f"ckpt_path (branched from {folder}, which has no config.yaml)"]
+        differ += [f"{folder} before epoch {n}: {d}" for d in _run_differences(want, folder, cwd, before=n)]
     return differ
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import wandb
+import yaml
 from pytorch_lightning.loggers import WandbLogger
 
 from coupled.main import main as run_main_raw
@@ -34,6 +35,9 @@ def test_fit_leaves_one_run_folder(trained_run):
     run = trained_run["run_dir"]
     assert (run / "config.yaml").is_file()
     assert "objective: symmetric" in (run / "config.yaml").read_text()
+    # each session's config is kept: the first's is config.yaml until a resume writes its own
+    assert [p.name for p in (run / "sessions").iterdir()] == ["1.yaml"]
+    assert (run / "sessions" / "1.yaml").read_text() == (run / "config.yaml").read_text()
     for name in ("best.ckpt", "last.ckpt", "index.json"):
         assert (run / "checkpoints" / name).is_file(), name
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["epoch_0000.png", "epoch_0001.png",
@@ -114,6 +118,10 @@ def test_resume_continues_the_same_run(cli_env, trained, monkeypatch, how):
     after = _ckpt(run / "checkpoints" / "last.ckpt")
     assert after[RUN_ID_KEY] == run_id
     assert after["epoch"] == 2 and after["global_step"] > before["global_step"]
+    first, second = (yaml.safe_load((run / "sessions" / f"{n}.yaml").read_text()) for n in (1, 2))
+    assert first["ckpt_path"] is None  # the resume's config beside the first's, naming what it resumed from
+    assert run.resolve() in (cli_env / second["ckpt_path"]).resolve().parents
+    assert (run / "sessions" / "2.yaml").read_text() == (run / "config.yaml").read_text()
     resumed_steps = _steps(logged)
     assert resumed_steps and min(resumed_steps) > max(_steps(trained["logged"]))  # monotone steps
 

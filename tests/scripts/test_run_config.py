@@ -123,3 +123,20 @@ def test_a_run_branched_from_a_source_before_its_late_terms_is_checked_against_b
     (branch / "config.yaml").write_text(yaml.safe_dump({**WANT, "ckpt_path": before, "model": late}))
     assert run_config.config_differences(["fit"], branch / "config.yaml", tmp_path) == [
         f"ckpt_path (branched from {source}, which has no config.yaml)"]
+
+
+def test_every_session_of_a_run_is_checked(tmp_path, monkeypatch):
+    _resolving_to(monkeypatch, {**WANT, "ckpt_path": None})
+    run = tmp_path / "run"
+    (run / "sessions").mkdir(parents=True)
+    resumed = {**WANT, "ckpt_path": str(run / "checkpoints" / "last.ckpt")}
+    (run / "config.yaml").write_text(yaml.safe_dump(resumed))
+    (run / "sessions" / "2.yaml").write_text(yaml.safe_dump(resumed))
+    (run / "sessions" / "10.yaml").write_text(yaml.safe_dump(resumed))
+    (run / "sessions" / "1.yaml").write_text(yaml.safe_dump({**WANT, "seed_everything": 1, "ckpt_path": None}))
+    # the last session (config.yaml) ran the recipe, the first did not: the run did not
+    assert run_config.config_differences(["fit"], run / "config.yaml", tmp_path) == [
+        "session 1: seed_everything (1, not 0)"]
+    (run / "sessions" / "1.yaml").write_text(yaml.safe_dump({**WANT, "ckpt_path": None}))
+    assert run_config.config_differences(["fit"], run / "config.yaml", tmp_path) == []
+    assert [p.name for p in run_config.session_configs(run)] == ["1.yaml", "2.yaml", "10.yaml"]
