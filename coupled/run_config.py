@@ -2,10 +2,12 @@
 
 Each session of a run (a resume is one) also keeps its own copy, ``<run folder>/sessions/<N>.yaml``: config.yaml
 is the last session's, and what a run trained is every session's (``make reproduce --adopt`` checks them all).
+A run made before sessions were kept starts them, when resumed, with its config.yaml as it was (its last session's).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -19,11 +21,15 @@ from lightning_modules.loggers import wandb_logger
 SESSIONS = "sessions"  # <run folder>/sessions/<N>.yaml: the config of the run's N-th session (1 the first)
 
 
+def _kept(folder: Path) -> dict[int, Path]:
+    return {int(p.stem): p for p in (folder / SESSIONS).glob("*.yaml") if re.fullmatch(r"[1-9][0-9]*", p.stem)}
+
+
 def session_configs(folder: str | Path) -> list[Path]:
     """The config of each session of the run in ``folder``, oldest first; a run made before sessions were kept
     has its config.yaml alone (its last session's)."""
-    kept = [p for p in (Path(folder) / SESSIONS).glob("*.yaml") if p.stem.isdigit()]
-    return sorted(kept, key=lambda p: int(p.stem)) or [Path(folder) / "config.yaml"]
+    kept = _kept(Path(folder))
+    return [kept[n] for n in sorted(kept)] or [Path(folder) / "config.yaml"]
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -38,8 +44,11 @@ class RunConfigCallback(SaveConfigCallback):
         folder = Path(self.run_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / self.config_filename
+        kept = _kept(folder)
+        if not kept and path.is_file():  # a run made before sessions were kept: its last session's config first
+            atomic_copy(path, folder / SESSIONS / "1.yaml")
+            kept = {1: path}
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
-        kept = [int(p.stem) for p in session_configs(folder) if p.parent.name == SESSIONS]
         atomic_copy(path, folder / SESSIONS / f"{max(kept, default=0) + 1}.yaml")
         logger = wandb_logger(trainer.loggers)
         if logger is not None:

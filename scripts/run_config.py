@@ -4,8 +4,8 @@
 Every session of a run is checked: its run folder keeps each session's config (``sessions/<N>.yaml``,
 coupled/run_config.py); a run made before that has only its last session's, config.yaml. A run branched from
 another run's ``before_epoch<N>.ckpt`` (callbacks.checkpoint.KeepBeforeLateTerms) is checked twice: its own
-config in full, and the source run's for its first N epochs, where the late terms (those starting at epoch N or
-later) and their options (``<term>_*`` for a weight ``<term>_weight``) did nothing."""
+config in full, and every session of the source run's for the keys that act before epoch N: without the late
+terms (those starting at epoch N or later) and their options (``<term>_*`` for a weight ``<term>_weight``)."""
 
 from __future__ import annotations
 

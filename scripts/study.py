@@ -149,8 +149,9 @@ def run_row(args, row: dict, settings: dict, reference: dict | None, out: Path) 
 
 def adopt_row(args, row: dict, settings: dict, reference: dict | None, out: Path, folder: Path) -> dict:
     """A row from a finished run made by hand (``--adopt KEY=FOLDER``), so a long run is not made twice: refused
-    unless the run's config.yaml is the one the row's command resolves to (``--print_config``), up to where it
-    wrote (scripts/run_config.py). The row keeps the command that reruns it and names the folder it was read from."""
+    unless every session's config of the run (and of the run it branched from, if it did) is the one the row's
+    command resolves to (``--print_config``), up to where it wrote (scripts/run_config.py). The row keeps the
+    command that reruns it and names the folder it was read from."""
     cli = fit_args(args, row, settings, reference)
     differ = config_differences(cli, folder / "config.yaml", ROOT)
     if differ:

@@ -128,9 +128,17 @@ def test_resume_continues_the_same_run(cli_env, trained, monkeypatch, how):
 
 def test_resume_with_a_version_reference(cli_env, trained, monkeypatch):
     run_id = trained["run_id"]
-    _, run = _resume(trained, cli_env, f"wandb:model-{run_id}:v0", monkeypatch,
-                     "--trainer.logger", "false")
+    run = copy_run(trained, cli_env)
+    before = (run / "config.yaml").read_text().replace("max_epochs: 2", "max_epochs: 7")
+    assert before != (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(before)  # a config of its own, to tell the sessions apart
+    shutil.rmtree(run / "sessions")  # as a run made before sessions were kept
+    run_main(["fit", "--config", MNIST, *tiny_args(trained["data"]), "--trainer.max_epochs", "3",
+              "--test_after_fit", "false", "--ckpt_path", f"wandb:model-{run_id}:v0", "--trainer.logger", "false"])
     assert _ckpt(run / "checkpoints" / "last.ckpt")[RUN_ID_KEY] == run_id
+    # its config.yaml as it was is its first session kept, the resume's the second
+    assert (run / "sessions" / "1.yaml").read_text() == before
+    assert (run / "sessions" / "2.yaml").read_text() == (run / "config.yaml").read_text() != before
 
 
 # ---- online: the download itself is stubbed (no W&B server can run here) ----
