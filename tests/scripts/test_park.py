@@ -21,6 +21,10 @@ def _run_folder(path, step: int):
     (path / "samples" / "test.png").write_bytes(b"png")
     (path / "samples" / "epoch_004.png").write_bytes(b"png")  # a training grid: not parked
     (path / "wandb").mkdir()
+    (path / "checkpoints" / "versions").mkdir()  # the index's copies: not parked
+    (path / "checkpoints" / "versions" / "v0.ckpt").write_bytes(b"a copy of last.ckpt")
+    index = {"versions": [{"version": 0, "file": "versions/v0.ckpt"}]}
+    (path / "checkpoints" / "index.json").write_text(json.dumps(index))
     for name in ("last", "best", "before_epoch150"):
         torch.save({"state_dict": {"W": torch.full((2, 2), float(step))}, "global_step": step, "epoch": 1},
                    path / "checkpoints" / f"{name}.ckpt")
@@ -33,8 +37,8 @@ def test_park_then_restore_gives_back_every_file_a_resume_reads(tmp_path):
     manifest = json.loads((parked / park.MANIFEST).read_text())
     assert manifest["from"] == str(run.resolve()) and manifest["global_step"] == 430
     assert sorted(manifest["files"]) == ["checkpoints/before_epoch150.ckpt", "checkpoints/best.ckpt",
-                                         "checkpoints/last.ckpt", "config.yaml", "metrics.json",
-                                         "samples/test.png", "sessions/1.yaml"]
+                                         "checkpoints/index.json", "checkpoints/last.ckpt", "config.yaml",
+                                         "metrics.json", "samples/test.png", "sessions/1.yaml"]
     kept = {name: (run / name).read_bytes() for name in manifest["files"]}
     shutil.rmtree(run)  # the session ends: the ignored folder is gone
     assert park.restore(parked) == run.resolve()
@@ -54,19 +58,47 @@ def test_parking_again_replaces_what_the_run_no_longer_has(tmp_path):
 def test_a_damaged_checkpoint_is_neither_parked_nor_restored(tmp_path):
     run = _run_folder(tmp_path / "r", step=430)
     parked = park.park(run, tmp_path / "parked")
+    shutil.rmtree(run)
     data = bytearray((parked / "checkpoints" / "best.ckpt").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (parked / "checkpoints" / "best.ckpt").write_bytes(bytes(data))
     with pytest.raises(park.ParkError, match="differs from when it was parked"):
-        park.restore(parked, tmp_path / "elsewhere")
-    assert not (tmp_path / "elsewhere").exists()
+        park.restore(parked)
+    assert not run.exists()
+    run = _run_folder(tmp_path / "r2", step=430)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(park.ParkError, match="last.ckpt"):
         park.park(run, tmp_path / "parked2")
-    assert not (tmp_path / "parked2").exists()
+    assert not (tmp_path / "parked2" / "r2" / park.MANIFEST).exists()
+    (parked / park.MANIFEST).write_text("{}")
+    with pytest.raises(park.ParkError, match="cannot be read"):
+        park.restore(parked)
 
 
-def test_restore_never_replaces_a_run_that_went_further(tmp_path):
+def test_a_fit_still_writing_is_not_parked(tmp_path, monkeypatch):
+    run = _run_folder(tmp_path / "r", step=430)
+    copy = park.atomic_copy
+
+    def copy_while_the_fit_saves(source, path):
+        copy(source, path)
+        if path.name == "best.ckpt":
+            torch.save({"state_dict": {"W": torch.zeros(2, 2)}, "global_step": 431}, run / "checkpoints" / "last.ckpt")
+    monkeypatch.setattr(park, "atomic_copy", copy_while_the_fit_saves)
+    with pytest.raises(park.ParkError, match="changed while it was parked"):
+        park.park(run, tmp_path / "parked")
+    assert not (tmp_path / "parked" / "r" / park.MANIFEST).exists()
+
+
+def test_parking_removes_only_what_an_earlier_park_wrote(tmp_path):
+    run = _run_folder(tmp_path / "r", step=430)
+    parked = park.park(run, tmp_path / "parked")
+    (parked / "notes.txt").write_text("not the park's")
+    (run / "checkpoints" / "best.ckpt").unlink()
+    park.park(run, tmp_path / "parked")
+    assert (parked / "notes.txt").exists() and not (parked / "checkpoints" / "best.ckpt").exists()
+
+
+def test_restore_never_replaces_a_run_that_went_further_nor_one_it_cannot_read(tmp_path):
     run = _run_folder(tmp_path / "r", step=430)
     parked = park.park(run, tmp_path / "parked")
     torch.save({"state_dict": {"W": torch.zeros(2, 2)}, "global_step": 860, "epoch": 2},
@@ -74,6 +106,10 @@ def test_restore_never_replaces_a_run_that_went_further(tmp_path):
     with pytest.raises(park.ParkError, match="gone further"):
         park.restore(parked)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 860
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"garbage")
+    with pytest.raises(park.ParkError, match="unreadable: move it aside"):
+        park.restore(parked)
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"garbage"
 
 
 def test_the_command_line_says_what_was_wrong_in_one_line(tmp_path, capsys):
@@ -81,5 +117,10 @@ def test_the_command_line_says_what_was_wrong_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         park.main([str(tmp_path / "empty"), "--into", str(tmp_path / "parked")])
     assert "not a run folder" in str(e.value) and "\n" not in str(e.value)
-    park.main([str(_run_folder(tmp_path / "r", step=7)), "--into", str(tmp_path / "parked")])
+    run = _run_folder(tmp_path / "r", step=7)
+    park.main([str(run), "--into", str(tmp_path / "parked")])
     assert "parked" in capsys.readouterr().out
+    shutil.rmtree(run)
+    park.main(["--restore", str(tmp_path / "parked" / "r")])
+    assert f"--ckpt_path {run.resolve() / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    assert (run / "checkpoints" / "last.ckpt").is_file()
