@@ -33,7 +33,8 @@ from .resume import RUN_ID_KEY
 from .runs import RUN_ID_ENV
 
 
-def _signature(path: str) -> tuple[int, int] | None:
+def file_signature(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, None if it is not there: a file rewritten or replaced since has another."""
     try:
         st = os.stat(path)
     except OSError:
@@ -123,7 +124,7 @@ class CheckpointArtifacts(pl.Callback):
         changed = {
             p: sig
             for p in dict.fromkeys(files)
-            if p and (sig := _signature(p)) is not None and sig != self._seen.get(p) and sig[0] >= self._since
+            if p and (sig := file_signature(p)) is not None and sig != self._seen.get(p) and sig[0] >= self._since
         }
         if not changed:
             return

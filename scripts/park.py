@@ -23,6 +23,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from coupled.artifacts import file_signature
 from coupled.checkpoint_io import CheckpointError, load_checkpoint_safely
 from lightning_modules.files import atomic_copy, atomic_write_text
 
@@ -45,11 +46,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 def _step(ckpt: Path) -> int:
     try:
         return int(load_checkpoint_safely(ckpt).get("global_step", -1))
@@ -65,12 +61,12 @@ def park(folder: Path, into: Path = PARKED) -> Path:
         raise ParkError(f"{folder} is not a run folder with a checkpoint (config.yaml, checkpoints/last.ckpt): "
                         f"name the folder under --runs_dir that a fit wrote")
     files = sorted({p.relative_to(folder) for pattern in FILES for p in folder.glob(pattern) if p.is_file()})
-    seen = {f: _identity(folder / f) for f in files}  # a fit still writing replaces or rewrites one
+    seen = {f: file_signature(folder / f) for f in files}  # a fit still writing replaces or rewrites one
     dest = into / folder.name
-    old = _manifest(dest).get("files", {}) if (dest / MANIFEST).is_file() else {}
+    old = _manifest(dest)["files"] if (dest / MANIFEST).is_file() else {}
     for f in files:
         atomic_copy(folder / f, dest / f)
-    if any(_identity(folder / f) != seen[f] for f in files):
+    if any(file_signature(folder / f) != seen[f] for f in files):
         raise ParkError(f"{folder} changed while it was parked: stop its fit first (SIGTERM saves last.ckpt), then "
                         f"park again")
     steps = {f: _step(dest / f) for f in files if f.suffix == ".ckpt"}  # each copy loads, or no manifest
