@@ -43,6 +43,16 @@ class KeepBeforeLateTerms(Callback):
     nothing while off), so a variant of the late phase resumes from it (``--ckpt_path``, with the variant's
     config) and is the variant's run from the start, bit for bit, at the cost of the late epochs alone."""
 
+    @staticmethod
+    def file_name(epoch: int) -> str:
+        return f"before_epoch{epoch}.ckpt"
+
+    @staticmethod
+    def epoch_of(name: str) -> int | None:
+        """N where ``name`` is a kept ``before_epoch<N>.ckpt`` (a run branched from it), else None."""
+        stem = name.removeprefix("before_epoch").removesuffix(".ckpt")
+        return int(stem) if stem.isdigit() and name == f"before_epoch{stem}.ckpt" else None
+
     def __init__(self, last: LightningModelCheckpoint) -> None:
         self.last = last  # the callback that writes last.ckpt (its folder is known once the fit starts)
 
@@ -52,6 +62,6 @@ class KeepBeforeLateTerms(Callback):
             return
         folder = Path(self.last.dirpath)
         last = folder / f"{self.last.CHECKPOINT_NAME_LAST}{self.last.FILE_EXTENSION}"
-        keep = folder / f"before_epoch{min(starts)}.ckpt"
+        keep = folder / self.file_name(min(starts))
         if last.is_file() and not keep.exists():  # not again: a run resumed inside epoch N has moved on
             atomic_copy(last, keep)

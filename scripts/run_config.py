@@ -9,7 +9,6 @@ terms (those starting at epoch N or later) and their options (``<term>_*`` for a
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from callbacks.checkpoint import KeepBeforeLateTerms
 from coupled.run_config import session_configs
 
 # where a run wrote and how it showed progress, not what it trained: the keys (full dotted paths) a run by hand
@@ -25,7 +25,6 @@ from coupled.run_config import session_configs
 WHERE_KEYS = {"runs_dir", "trainer.default_root_dir", "trainer.logger.init_args.save_dir",
               "trainer.logger.init_args.id", "checkpoint.dirpath", "sample_grid.dirpath", "artifacts.run_id",
               "weights_only", "trainer.enable_progress_bar"}
-BEFORE = re.compile(r"before_epoch(\d+)\.ckpt")  # KeepBeforeLateTerms' file: the run's last.ckpt as epoch N starts
 
 
 def recipe_of(config: dict, prefix: str = "") -> dict:
@@ -63,11 +62,13 @@ def _differences(want: dict, config_yaml: Path, own: Path, cwd: Path, before: in
     source = None
     if got.get("ckpt_path"):
         ckpt = (cwd / got["ckpt_path"]).resolve()
-        branched = BEFORE.fullmatch(ckpt.name) if before is None and ckpt.parent.name == "checkpoints" else None
-        if own in ckpt.parents or branched:  # the run resumed from its own checkpoint, or branched from a source's
+        branched = (KeepBeforeLateTerms.epoch_of(ckpt.name) if before is None and ckpt.parent.name == "checkpoints"
+                    else None)
+        # the run resumed from its own checkpoint, or branched from a source's
+        if own in ckpt.parents or branched is not None:
             got["ckpt_path"] = want.get("ckpt_path")
-        if branched and own not in ckpt.parents:
-            source = (ckpt.parent.parent, int(branched[1]))
+        if branched is not None and own not in ckpt.parents:
+            source = (ckpt.parent.parent, branched)
     if None in (got.get("data.init_args.data_dir"), want.get("data.init_args.data_dir")):
         got["data.init_args.data_dir"] = want.get("data.init_args.data_dir")
     if before is not None:

@@ -74,3 +74,11 @@ def test_the_checkpoint_kept_before_a_late_term_resumes_as_the_variants_own_run(
     assert all(torch.equal(p, q) for p, q in zip(variant, branched))
     assert not all(torch.equal(p, q) for p, q in zip(first, variant))  # the late weight did change the run
     assert not (tmp_path / "b" / "before_epoch3.ckpt").exists() and (tmp_path / "b" / "before_epoch2.ckpt").exists()
+
+
+def test_the_kept_file_name_reads_back_as_its_epoch():
+    """scripts/run_config tells a branched run by this name: it must read back, and nothing else may."""
+    assert KeepBeforeLateTerms.epoch_of(KeepBeforeLateTerms.file_name(150)) == 150
+    for other in ("last.ckpt", "best.ckpt", "before_epoch.ckpt", "before_epochx.ckpt", "before_epoch3.ckpt.tmp",
+                  "v_before_epoch3.ckpt"):
+        assert KeepBeforeLateTerms.epoch_of(other) is None, other
