@@ -43,15 +43,17 @@ class KeepBeforeLateTerms(Callback):
     nothing while off), so a variant of the late phase resumes from it (``--ckpt_path``, with the variant's
     config) and is the variant's run from the start, bit for bit, at the cost of the late epochs alone."""
 
-    @staticmethod
-    def file_name(epoch: int) -> str:
-        return f"before_epoch{epoch}.ckpt"
+    PREFIX, SUFFIX = "before_epoch", ".ckpt"  # the kept file is PREFIX + N + SUFFIX
 
-    @staticmethod
-    def epoch_of(name: str) -> int | None:
+    @classmethod
+    def file_name(cls, epoch: int | str) -> str:
+        return f"{cls.PREFIX}{epoch}{cls.SUFFIX}"
+
+    @classmethod
+    def epoch_of(cls, name: str) -> int | None:
         """N where ``name`` is a kept ``before_epoch<N>.ckpt`` (a run branched from it), else None."""
-        stem = name.removeprefix("before_epoch").removesuffix(".ckpt")
-        return int(stem) if stem.isdigit() and name == f"before_epoch{stem}.ckpt" else None
+        stem = name.removeprefix(cls.PREFIX).removesuffix(cls.SUFFIX)
+        return int(stem) if stem.isdecimal() and name == cls.file_name(stem) else None
 
     def __init__(self, last: LightningModelCheckpoint) -> None:
         self.last = last  # the callback that writes last.ckpt (its folder is known once the fit starts)

@@ -80,5 +80,5 @@ def test_the_kept_file_name_reads_back_as_its_epoch():
     """scripts/run_config tells a branched run by this name: it must read back, and nothing else may."""
     assert KeepBeforeLateTerms.epoch_of(KeepBeforeLateTerms.file_name(150)) == 150
     for other in ("last.ckpt", "best.ckpt", "before_epoch.ckpt", "before_epochx.ckpt", "before_epoch3.ckpt.tmp",
-                  "v_before_epoch3.ckpt"):
+                  "v_before_epoch3.ckpt", "before_epoch\u00b2.ckpt"):  # a superscript is a digit int() refuses
         assert KeepBeforeLateTerms.epoch_of(other) is None, other
