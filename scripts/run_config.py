@@ -38,14 +38,19 @@ def recipe_of(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def config_differences(cli: list[str], config_yaml: Path, cwd: Path) -> list[str]:
-    """'key (ran, not wanted)' for each key where the run's saved config differs from what ``coupled CLI``
-    resolves to (``--print_config``), up to :data:`WHERE_KEYS`; empty when it is the same recipe."""
+def resolved_config(cli: list[str], cwd: Path) -> dict:
+    """The config ``coupled CLI`` resolves to (``--print_config``), run from `cwd`."""
     printed = subprocess.run([sys.executable, "-m", "coupled", *cli, "--print_config"], cwd=cwd,
                              capture_output=True, text=True)
     if printed.returncode != 0:
         raise SystemExit(f"coupled {shlex.join(cli)} --print_config failed: {printed.stderr.strip()[-500:]}")
-    return _run_differences(recipe_of(yaml.safe_load(printed.stdout)), config_yaml.parent, cwd)
+    return yaml.safe_load(printed.stdout)
+
+
+def config_differences(cli: list[str], config_yaml: Path, cwd: Path) -> list[str]:
+    """'key (ran, not wanted)' for each key where the run's saved config differs from what ``coupled CLI``
+    resolves to (:func:`resolved_config`), up to :data:`WHERE_KEYS`; empty when it is the same recipe."""
+    return _run_differences(recipe_of(resolved_config(cli, cwd)), config_yaml.parent, cwd)
 
 
 def _run_differences(want: dict, folder: Path, cwd: Path, before: int | None = None) -> list[str]:
