@@ -17,7 +17,7 @@ from .errors import CheckpointError, ConfigError
 from .fitted import fit_proposal
 from .lightning_private import attached_trainer, step_logs_due
 from .model import CoupledSigmoidNet, fixed_binarize
-from .objectives import OBJECTIVES, check_objective_kwargs, generative_scale, options_at, scale_generative
+from .objectives import OBJECTIVES, generative_scale, options_at, scale_generative
 from .optim import make_optimizer
 from .pretraining import pretrain_in_fit
 from .seeds import stream_generator, stream_seed
@@ -115,8 +115,7 @@ class GenerativeLearner(pl.LightningModule):
             raise ConfigError(f"a network of sizes {sizes} does not fit in memory ({str(exc).splitlines()[0][:120]}); "
                               f"use smaller model.hidden_sizes") from None
         self.objective = OBJECTIVES[objective]
-        self.objective_kwargs = dict(objective_kwargs or {})
-        check_objective_kwargs(objective, self.objective_kwargs)
+        self.objective_kwargs = dict(objective_kwargs or {})  # checked by check_settings
         self.stochastic_objective = "generator" in inspect.signature(self.objective).parameters  # draws states
         self._compiled_objective = None  # built at the first step (a compiled function does not pickle)
         self._generative_scale = 0.0 if generative_delay_epochs or generative_ramp_epochs else 1.0  # last step's

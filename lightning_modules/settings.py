@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError, is_int
 from .fitted import PROPOSAL_INITS
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, check_objective_kwargs
 
 
 def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
@@ -19,6 +19,7 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
     objective = hp["objective"]
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    check_objective_kwargs(objective, dict(hp["objective_kwargs"] or {}))  # before the starts that name them
     if not hp["lr"] > 0:
         raise ConfigError(f"lr must be > 0, got {hp['lr']}")
     step, gamma = hp["lr_step_size"], hp["lr_gamma"]
@@ -32,7 +33,11 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
     for name, start in (hp.get("objective_start_epochs") or {}).items():
         # a term's own weight (at 0 the term is off), not recognition's or a multiplier of the p-term's factors
         term = name.endswith("_weight") and name not in ("recognition_weight", "top_weight", "hidden_weight")
-        if not (term and name in (hp["objective_kwargs"] or {}) and is_int(start) and start >= 0):
+        if term and is_int(start) and start >= 0 and name not in (hp["objective_kwargs"] or {}):
+            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r} starts a term that "
+                              f"model.objective_kwargs does not set: add {name} to it, or drop the start with "
+                              f"--model.objective_start_epochs null")
+        if not (term and is_int(start) and start >= 0):
             raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give the weight of a generative term "
                               f"that model.objective_kwargs sets and the epoch (an integer >= 0) it starts at")
     epochs, cd_steps = hp["rbm_pretrain_epochs"], hp["rbm_cd_steps"]
