@@ -35,8 +35,8 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
         term = name.endswith("_weight") and name not in ("recognition_weight", "top_weight", "hidden_weight")
         if term and is_int(start) and start >= 0 and name not in (hp["objective_kwargs"] or {}):
             raise ConfigError(f"model.objective_start_epochs.{name}: {start!r} starts a term that "
-                              f"model.objective_kwargs does not set: add {name} to it, or drop the start with "
-                              f"--model.objective_start_epochs null")
+                              f"model.objective_kwargs does not set: add {name} to it, or drop the start "
+                              f"(--model.objective_start_epochs null drops them all)")
         if not (term and is_int(start) and start >= 0):
             raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give the weight of a generative term "
                               f"that model.objective_kwargs sets and the epoch (an integer >= 0) it starts at")

@@ -159,7 +159,7 @@ def test_a_term_started_late_trains_from_its_epoch_and_is_always_validated():
 
 
 @pytest.mark.parametrize("start, message", [
-    ({"q_weight": 2}, "add q_weight to it, or drop the start with --model.objective_start_epochs null"),  # not set
+    ({"q_weight": 2}, "add q_weight to it, or drop the start (--model.objective_start_epochs null"),  # not set
     ({"num_samples": 2}, "objective_start_epochs.num_samples"),  # not a weight
     ({"recognition_weight": 2}, "objective_start_epochs.recognition_weight"),  # not a generative term
     ({"top_weight": 2}, "objective_start_epochs.top_weight"),  # a multiplier: at 0 it is not off
