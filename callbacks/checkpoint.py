@@ -30,7 +30,9 @@ class ModelCheckpoint(LightningModelCheckpoint):
         return self.monitor is not None and not getattr(pl_module, "generative_schedule_done", True)
 
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:  # every hook's best-model save
-        if self._skips(trainer.lightning_module):
+        # a monitor never logged goes to Lightning, which names it (a typo fails at the first validation, not at
+        # the late term's epoch, hours in) and saves nothing
+        if self._skips(trainer.lightning_module) and self.monitor in monitor_candidates:
             if self.save_last is True:  # Lightning writes last.ckpt in a step it saved in
                 mark_checkpoint_saved(self, trainer.global_step)
             return

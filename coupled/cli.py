@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -185,14 +186,25 @@ class CoupledCLI(LightningCLI):
             raise ConfigError(f"coupled {subcommand} needs trained weights: {fix} (or --untrained true to "
                               f"evaluate the untrained model)")
 
+    #: learner arguments that a checkpoint written before they existed lacks, and the value its run had: the
+    #: config's would describe another run (e.g. a late term's start for a weight the checkpoint's options lack)
+    BEFORE_THEY_EXISTED = {"objective_start_epochs": None}
+
     def _parse_ckpt_path(self) -> None:
-        """Lightning's: the checkpoint's saved model hyperparameters replace the --model.* settings."""
+        """Lightning's: the checkpoint's saved model hyperparameters replace the --model.* settings; those it
+        predates take :attr:`BEFORE_THEY_EXISTED`."""
         subcommand = self.config.get("subcommand")
-        CoupledArgumentParser.reading_checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        CoupledArgumentParser.reading_checkpoint = ckpt
         try:
             super()._parse_ckpt_path()
         finally:
             CoupledArgumentParser.reading_checkpoint = None
+        if ckpt and Path(ckpt).is_file():
+            saved = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters") or {}
+            for key, value in self.BEFORE_THEY_EXISTED.items():
+                if saved and key not in saved:
+                    self.config[subcommand].model[key] = value
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.subcommand

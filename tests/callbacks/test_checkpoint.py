@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -43,6 +45,18 @@ def test_the_best_model_is_chosen_only_once_the_generative_terms_are_on(tmp_path
     # while no model can be the best, last.ckpt still follows every epoch: a crash there loses one epoch at most
     assert last.seen == [None, 0, 1, 2]
     assert sorted(p.name for p in (tmp_path / "scheduled").iterdir()) == ["best-epoch=3.ckpt", "last.ckpt"]
+
+
+def test_a_monitor_never_logged_fails_at_the_first_validation_even_before_the_terms_are_on(tmp_path):
+    x, y = torch.rand(64, 6), torch.arange(64) % 2
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    model = GenerativeLearner(sizes=[6, 4, 2], objective="rws", generative_delay_epochs=3)
+    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val/bogus", save_top_k=1)
+    trainer = pl.Trainer(max_epochs=4, callbacks=[cb], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    with pytest.raises(MisconfigurationException, match="could not find the monitored key"):
+        trainer.fit(model, loader, loader)
+    assert trainer.current_epoch == 0
 
 
 def test_without_a_schedule_it_is_lightnings_model_checkpoint(tmp_path):

@@ -315,3 +315,16 @@ def test_a_seed_1_checkpoint_is_tested_without_data_seed(cli_env, tiny_data, cap
         main(["test", "--config", MNIST, *tiny_args(tiny_data), "--ckpt_path", str(path), *extra])
         printed.append([line for line in capsys.readouterr().out.splitlines() if "test/" in line])
     assert any("test/acc" in line for line in printed[0]) and printed[0] == printed[1]
+
+
+def test_a_checkpoint_from_before_late_terms_is_tested_under_a_config_with_one(cli_env, tiny_data, capsys, request):
+    """A checkpoint written before objective_start_epochs existed trained without late terms. Under a config that
+    starts one (mnist.yaml + sample_consistency_frozen.yaml), the config's start, naming a weight the checkpoint's
+    options lack, would refuse it: it is read as the run it was, with no start."""
+    path = _trained_checkpoint(Ctx(tmp=cli_env, request=request))
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    del ckpt["hyper_parameters"]["objective_start_epochs"]
+    torch.save(ckpt, path)
+    main(["test", "--config", MNIST, "--config", str(CONFIGS / "sample_consistency_frozen.yaml"),
+          *tiny_args(tiny_data), "--ckpt_path", str(path)])
+    assert "test/acc" in capsys.readouterr().out
