@@ -201,7 +201,7 @@ class CoupledCLI(LightningCLI):
         finally:
             CoupledArgumentParser.reading_checkpoint = None
         if ckpt and Path(ckpt).is_file():
-            saved = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters") or {}
+            saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
             for key, value in self.BEFORE_THEY_EXISTED.items():
                 if saved and key not in saved:
                     self.config[subcommand].model[key] = value
