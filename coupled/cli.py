@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -46,7 +45,7 @@ from lightning_modules.lightning_private import drop_idle_step_hooks, wandb_init
 
 from .arguments import CoupledArgumentParser, parser_kwargs
 from .artifacts import CheckpointArtifacts
-from .resume import SPECIAL_CKPT_PATHS, checkpoint_meta, resolve_ckpt_path
+from .resume import SPECIAL_CKPT_PATHS, CheckpointMeta, checkpoint_meta, resolve_ckpt_path
 from .run_config import RunConfigCallback
 from .runs import (
     agree_across_nodes,
@@ -82,7 +81,7 @@ class CoupledCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         self.run_id: str | None = None
-        self.checkpoint_data: dict | None = None  # the data identity the --ckpt_path checkpoint was trained on
+        self.checkpoint: CheckpointMeta | None = None  # what the --ckpt_path checkpoint holds besides its weights
         self.run_dir: Path | None = None
         kwargs.setdefault("model_class", GenerativeLearner)
         kwargs.setdefault("datamodule_class", HFImageDataModule)
@@ -154,7 +153,8 @@ class CoupledCLI(LightningCLI):
         ckpt_run_id = None
         if local is not None and local not in SPECIAL_CKPT_PATHS and "://" not in local:
             # read safely: a missing or bad file stops here
-            ckpt_run_id, self.checkpoint_data = checkpoint_meta(local)
+            self.checkpoint = checkpoint_meta(local)
+            ckpt_run_id = self.checkpoint.run_id
         cfg.ckpt_path = local
         if subcommand != "fit":
             self._check_evaluated_weights(subcommand, local, cfg.get("untrained"))
@@ -194,17 +194,15 @@ class CoupledCLI(LightningCLI):
         """Lightning's: the checkpoint's saved model hyperparameters replace the --model.* settings; those it
         predates take :attr:`BEFORE_THEY_EXISTED`."""
         subcommand = self.config.get("subcommand")
-        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
-        CoupledArgumentParser.reading_checkpoint = ckpt
+        CoupledArgumentParser.reading_checkpoint = self.config[subcommand].get("ckpt_path") if subcommand else None
         try:
             super()._parse_ckpt_path()
         finally:
             CoupledArgumentParser.reading_checkpoint = None
-        if ckpt and Path(ckpt).is_file():
-            saved = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
-            for key, value in self.BEFORE_THEY_EXISTED.items():
-                if saved and key not in saved:
-                    self.config[subcommand].model[key] = value
+        saved = self.checkpoint.hparam_names if self.checkpoint else frozenset()  # read by parse_arguments
+        for key, value in self.BEFORE_THEY_EXISTED.items():
+            if saved and key not in saved:
+                self.config[subcommand].model[key] = value
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.subcommand
@@ -287,7 +285,8 @@ class CoupledCLI(LightningCLI):
     def before_fit(self) -> None:
         check_val_check_interval(self.trainer, self.datamodule)
         if not self._get(self.config, "allow_other_data"):
-            check_same_data(self.checkpoint_data, getattr(self.datamodule, "identity", None))
+            check_same_data(self.checkpoint and self.checkpoint.data_identity,
+                            getattr(self.datamodule, "identity", None))
 
     def after_fit(self) -> None:
         stopped = any(isinstance(cb, GracefulShutdown) and cb.received for cb in self.trainer.callbacks)

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lightning_modules.errors import CheckpointError
 
@@ -38,15 +38,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def checkpoint_run_id(path: str | os.PathLike) -> str | None:
     """The W&B run id stored in a checkpoint by :class:`coupled.artifacts.CheckpointArtifacts`, if any."""
-    return checkpoint_meta(path)[0]
+    return checkpoint_meta(path).run_id
 
 
-def checkpoint_meta(path: str | os.PathLike) -> tuple[str | None, dict | None]:
-    """(run id, data identity) of a checkpoint, read once and safely (the identity: GenerativeLearner's
-    ``data_identity``, written since the data check exists)."""
+class CheckpointMeta(NamedTuple):
+    run_id: str | None
+    data_identity: dict | None  # GenerativeLearner's ``data_identity``, written since the data check exists
+    hparam_names: frozenset[str]  # the model hyperparameters it saved (an older one lacks those added since)
+
+
+def checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """What the CLI needs of a checkpoint besides its weights, read once and safely."""
     ckpt = load_checkpoint(path)
-    run_id, identity = ckpt.get(RUN_ID_KEY), ckpt.get("data_identity")
-    return (str(run_id) if run_id else None), (identity if isinstance(identity, dict) else None)
+    run_id, identity, hparams = ckpt.get(RUN_ID_KEY), ckpt.get("data_identity"), ckpt.get("hyper_parameters")
+    return CheckpointMeta(str(run_id) if run_id else None, identity if isinstance(identity, dict) else None,
+                          frozenset(hparams) if isinstance(hparams, dict) else frozenset())
 
 
 # ---- references ----
