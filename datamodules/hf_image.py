@@ -16,7 +16,7 @@ from datamodules import hub as _hub
 from datamodules import images as _images
 from datamodules.binarize import BatchDraws, static_draw
 from datamodules.errors import DataError
-from datamodules.options import check_options, split_sizes
+from datamodules.options import check_options, default_eval_batch_size, split_sizes
 from datamodules.sampling import ResumableLoader, ShardBatchSampler, TensorBatchDataset, identity
 from lightning_modules.seeds import stream_generator
 
@@ -87,7 +87,7 @@ class HFImageDataModule(pl.LightningDataModule):
         self.name = name
         self.data_dir = data_dir
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else max(1024, batch_size)
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else default_eval_batch_size(batch_size)
         self.test_batch_size = test_batch_size
         self.val_size = val_size
         self.binarize = binarize

@@ -10,6 +10,11 @@ from lightning_modules.errors import is_int
 BINARIZE_MODES = ("dynamic", "static", "none")
 
 
+def default_eval_batch_size(batch_size: int) -> int:
+    """Validation's batch when none is given: evaluation keeps no activations for a backward pass."""
+    return max(1024, batch_size)
+
+
 def check_options(batch_size: Any, eval_batch_size: Any, test_batch_size: Any, val_size: Any, binarize: Any,
                   train_size: Any) -> int | float:
     """Refuse a bad option in one line; returns `val_size` as a count or a fraction (5000.0 from YAML: 5000)."""

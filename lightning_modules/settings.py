@@ -33,13 +33,13 @@ def check_settings(hp: Mapping[str, Any], sizes: Sequence[int]) -> None:
     for name, start in (hp.get("objective_start_epochs") or {}).items():
         # a term's own weight (at 0 the term is off), not recognition's or a multiplier of the p-term's factors
         term = name.endswith("_weight") and name not in ("recognition_weight", "top_weight", "hidden_weight")
-        if term and is_int(start) and start >= 0 and name not in (hp["objective_kwargs"] or {}):
-            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r} starts a term that "
-                              f"model.objective_kwargs does not set: add {name} to it, or drop the start "
-                              f"(--model.objective_start_epochs null drops them all)")
         if not (term and is_int(start) and start >= 0):
             raise ConfigError(f"model.objective_start_epochs.{name}: {start!r}; give the weight of a generative term "
                               f"that model.objective_kwargs sets and the epoch (an integer >= 0) it starts at")
+        if name not in (hp["objective_kwargs"] or {}):
+            raise ConfigError(f"model.objective_start_epochs.{name}: {start!r} starts a term that "
+                              f"model.objective_kwargs does not set: add {name} to it, or drop the start "
+                              f"(--model.objective_start_epochs null drops them all)")
     epochs, cd_steps = hp["rbm_pretrain_epochs"], hp["rbm_cd_steps"]
     if not (is_int(epochs) and epochs >= 0 and is_int(cd_steps) and cd_steps >= 1):
         raise ConfigError(f"model.rbm_pretrain_epochs must be an integer >= 0 (epochs per hidden layer) and "

@@ -28,10 +28,12 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from datamodules.options import default_eval_batch_size, split_sizes
 from lightning_modules import OBJECTIVES, CoupledSigmoidNet
 from lightning_modules.fitted import fit_proposal
 from lightning_modules.likelihood import block_shape
 from lightning_modules.objectives import options_at
+from lightning_modules.sizes import resolve_sizes
 from scripts.run_config import resolved_config
 
 TEST_IMAGES = 10_000  # MNIST's and Fashion-MNIST's test sets
@@ -79,7 +81,7 @@ def unmodelled(config: dict) -> list[str]:
 
 def layer_sizes(config: dict, input_dim: int, num_classes: int) -> list[int]:
     model = config["model"]
-    return model.get("sizes") or [input_dim, *model["hidden_sizes"], num_classes]
+    return resolve_sizes(model.get("sizes"), model.get("hidden_sizes"), input_dim, num_classes)
 
 
 def row_counts(config: dict, sizes: list[int]) -> list[int]:
@@ -97,9 +99,8 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
     sizes = layer_sizes(config, input_dim, num_classes)
     net, objective = CoupledSigmoidNet(sizes, tied=model.get("tied", True)), OBJECTIVES[model["objective"]]
     kwargs, epochs = model.get("objective_kwargs") or {}, config["trainer"]["max_epochs"]
-    val = data.get("val_size") or 0
-    val = round(val * train_images) if val < 1 else int(val)  # a fraction of the training images, or a count
-    n_train = min(train_images - val, data.get("train_size") or train_images)
+    n_train, val = split_sizes(train_images, data.get("val_size") or 0, data.get("train_size"), data["batch_size"],
+                               "the run")  # as the DataModule splits them
 
     def batch(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.rand(rows, sizes[0]).round(), torch.randint(num_classes, (rows,))
@@ -118,7 +119,7 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
     validation = 0.0
     if val:  # every term from the start, then the self-consistency samples
         with torch.no_grad():
-            validation = over(batches(val, data.get("eval_batch_size") or max(1024, data["batch_size"])),
+            validation = over(batches(val, data.get("eval_batch_size") or default_eval_batch_size(data["batch_size"])),
                               lambda x, y: objective(net, x, y, **kwargs))
             n = (model.get("self_consistency_per_class") or 0) * num_classes
             validation += flops(lambda: net.recognize(net.sample_images(torch.arange(n) % num_classes))) if n else 0
