@@ -74,21 +74,53 @@ def test_overlays_compose_with_mnist(cli_env, capsys, overlay, key, value):
     assert cfg["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
-def test_mnist_is_the_reported_mixtw200_w001_recipe(cli_env, capsys):
-    """`make train` is the command of reports/GENERATIVE.md's MIXTW200-w0.01 runs."""
+MIXTW200_W001 = {"num_samples": 5, "generation_weight": 0.01, "q_weight": 0.01, "sleep_weight": 0.0,
+                 "recognition_weight": 1.0, "top_weight": 10.0, "method": "deterministic", "mean_variance_weight": 1.0}
+SC3F = {"sample_consistency_weight": 3.0, "sample_consistency_rows": 32, "sample_consistency_reader": "frozen"}
+
+
+def test_mnist_is_the_reported_sc3f_l150_recipe(cli_env, capsys):
+    """`make train` is the command of reports/GENERATIVE.md's SC3F-L150 runs: MIXTW200-w0.01's objective with the
+    frozen-reader sample-consistency term at weight 3 from epoch 150."""
     cfg = _print_config(_configs("mnist.yaml"), capsys)
     assert cfg["model"]["hidden_sizes"] == [512, 512, 512]
-    assert cfg["model"]["objective_kwargs"] == {"num_samples": 5, "generation_weight": 0.01, "q_weight": 0.01,
-                                                "sleep_weight": 0.0, "recognition_weight": 1.0, "top_weight": 10.0,
-                                                "method": "deterministic", "mean_variance_weight": 1.0}
+    assert cfg["model"]["objective_kwargs"] == {**MIXTW200_W001, **SC3F}
+    assert cfg["model"]["objective_start_epochs"] == {"sample_consistency_weight": 150}
     assert (cfg["model"]["lr"], cfg["model"]["lr_schedule"], cfg["data"]["init_args"]["batch_size"]) == \
         (0.001, "cosine", 128)
+    # the study's SC3F-L150 command, mnist.yaml + sample_consistency_frozen.yaml, resolves to make train's
+    assert _print_config(_configs("sample_consistency_frozen.yaml"), capsys) == cfg
+
+
+def _mixtw200(capsys) -> dict:
+    return _print_config([*_configs("mnist.yaml"), "--config", str(CONFIGS / "mixtw200_w001.yaml")], capsys)
+
+
+def test_mixtw200_w001_overlay_is_the_previous_make_train(cli_env, capsys):
+    """configs/mixtw200_w001.yaml on mnist.yaml gives back MIXTW200-w0.01, make train before SC3F-L150: the same
+    config without the late term."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _mixtw200(capsys)
+    assert cfg["model"]["objective_kwargs"] == MIXTW200_W001 and cfg["model"]["objective_start_epochs"] is None
+    changed = ("objective_kwargs", "objective_start_epochs")
+    assert {k: v for k, v in cfg["model"].items() if k not in changed} == \
+        {k: v for k, v in base["model"].items() if k not in changed}
+    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL) - set(FULL) - {"reference_cnn.yaml"}))  # that one: coupled reference
+def test_an_overlay_that_sets_the_objective_drops_the_late_term(cli_env, capsys, name):
+    """mnist.yaml starts its sample-consistency term at epoch 150; an overlay that replaces the objective's options
+    without that term must drop its start too, or the run would refuse to start (a start for an absent weight)."""
+    cfg = _print_config(_configs(name), capsys)["model"]
+    starts = cfg["objective_start_epochs"] or {}
+    assert set(starts) <= set(cfg["objective_kwargs"] or {}), f"{name}: starts {starts} for absent weights"
 
 
 def test_sample_consistency_overlay_is_make_train_with_the_term(cli_env, capsys):
-    """configs/sample_consistency.yaml on mnist.yaml is SC10: MIXTW200-w0.01 (mnist.yaml's objective) with the
-    sample-consistency term at weight 10 on 32 labels a batch, nothing else changed."""
-    base = _print_config(_configs("mnist.yaml"), capsys)
+    """configs/sample_consistency.yaml on mnist.yaml is SC10: MIXTW200-w0.01 (make train's objective when it ran)
+    with the sample-consistency term at weight 10 on 32 labels a batch from the start, nothing else changed."""
+    base = _mixtw200(capsys)
     cfg = _print_config(_configs("sample_consistency.yaml"), capsys)
     assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "sample_consistency_weight": 10.0,
                                                 "sample_consistency_rows": 32}
@@ -112,7 +144,7 @@ def test_late_overlay_starts_the_term_at_epoch_150(cli_env, capsys):
 def test_frozen_overlay_is_make_train_with_the_frozen_term_from_epoch_150(cli_env, capsys):
     """configs/sample_consistency_frozen.yaml on mnist.yaml: SC3F-L150, MIXTW200-w0.01 with the term at weight 3,
     its reader frozen, trained from epoch 150; nothing else changed."""
-    base = _print_config(_configs("mnist.yaml"), capsys)
+    base = _mixtw200(capsys)
     cfg = _print_config(_configs("sample_consistency_frozen.yaml"), capsys)
     assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "sample_consistency_weight": 3.0,
                                                 "sample_consistency_rows": 32, "sample_consistency_reader": "frozen"}
@@ -130,7 +162,7 @@ DTW200_W0005 = {"num_samples": 5, "generation_weight": 0.005, "q_weight": 0.005,
 def test_dtw200_w0005_overlay_is_the_previous_make_train(cli_env, capsys):
     """configs/dtw200_w0005.yaml on mnist.yaml gives back DTW200-w0.005, make train before MIXTW200-w0.01: its
     objective's settings, the rest of mnist.yaml unchanged."""
-    base = _print_config(_configs("mnist.yaml"), capsys)
+    base = _mixtw200(capsys)
     cfg = _print_config(_configs("dtw200_w0005.yaml"), capsys)
     assert cfg["model"]["objective_kwargs"] == DTW200_W0005
     assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
@@ -157,7 +189,7 @@ def test_recognition_pass_overlays_are_make_train_with_one_change(cli_env, capsy
     mean-variance pass), configs/both_passes.yaml the MIXTW200-w0.005 run (the deterministic pass kept and the
     mean-variance pass's cross-entropy added at weight 1): DTW200-w0.005's objective with those keys, nothing
     else of mnist.yaml changed."""
-    base = _print_config(_configs("mnist.yaml"), capsys)
+    base = _mixtw200(capsys)
     cfg = _print_config(_configs(name), capsys)
     assert cfg["model"]["objective_kwargs"] == {**DTW200_W0005, **changed}
     assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
@@ -192,6 +224,7 @@ EXPECT = {
     "both_passes.yaml": ("rws", True, "MNISTDataModule"),
     "dtw200_w0005.yaml": ("rws", True, "MNISTDataModule"),
     "sample_consistency.yaml": ("rws", True, "MNISTDataModule"),
+    "mixtw200_w001.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 

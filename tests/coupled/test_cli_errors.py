@@ -153,6 +153,9 @@ CASES: list[tuple[str, Args, list[str]]] = [
     ("lr_negative", _const("--model.lr", "-0.1"), ["lr must be > 0, got -0.1"]),
     ("lr_not_a_number", _const("--model.lr", "abc"), ['Parser key "model.lr"', "float", "abc"]),
     ("negative_weight_decay", _const("--model.weight_decay", "-1"), ["weight_decay must be >= 0, got -1"]),
+    ("late_term_of_replaced_options", _const("--model.objective_kwargs", "{num_samples: 7}"),  # mnist.yaml's start
+     ["model.objective_start_epochs.sample_consistency_weight: 150 starts a term that model.objective_kwargs does "
+      "not set", "--model.objective_start_epochs null"]),
     ("negative_objective_weight", _const("--model.objective_kwargs", "{generation_weight: -1}"),
      ["objective_kwargs.generation_weight must be a number >= 0, got -1"]),
     ("objective_weight_not_a_number", _const("--model.objective_kwargs", "{generation_weight: abc}"),
