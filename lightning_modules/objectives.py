@@ -112,7 +112,9 @@ def sample_q(
     h = x.repeat(num_samples, 1)
     states, log_q = [h], x.new_zeros(h.shape[0])
     for k in range(net.num_layers - 1):
-        a = net.up_logits(k, h)
+        # the first layer's logits are the same for the K copies of x: one product of B rows, not K B (the same
+        # values; its weight gradient sums the K copies before the product)
+        a = net.up_logits(0, x).repeat(num_samples, 1) if k == 0 else net.up_logits(k, h)
         h = bernoulli(torch.sigmoid(a.detach()), generator)
         log_q = log_q + log_bernoulli(h, a)
         states.append(h)

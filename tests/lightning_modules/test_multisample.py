@@ -161,8 +161,30 @@ def test_rws_batches_K_through_one_matrix_product_per_layer(monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "linear", lambda *a, **k: calls.append(a[0].shape) or original(*a, **k))
     OBJECTIVES["rws"](net, x, y, num_samples=7, generator=torch.Generator().manual_seed(0))
     big = [s for s in calls if s[0] == 7 * len(y)]
-    # up: 2 hidden layers drawn; down: p(h2|y), p(h1|h2), p(x|h1) (the first on the repeated labels)
-    assert len(big) == 5 and len(calls) < 10, calls
+    # up: the first hidden layer's logits once for the images (the K copies share them), the second drawn on all
+    # K B rows; down: p(h2|y), p(h1|h2), p(x|h1) (the first on the repeated labels)
+    assert calls[0] == x.shape and len(big) == 4 and len(calls) < 10, calls
+
+
+def test_sample_q_is_the_draw_of_k_copies_of_the_batch():
+    """The first layer's logits computed once and repeated: the same states and log q as running the K copies
+    of x through every layer, and the same gradient up to rounding."""
+    from lightning_modules.model import bernoulli, log_bernoulli
+
+    net = tiny_net(False)
+    x, _ = data(net, n=5)
+    states, log_q = sample_q(net, x, 3, torch.Generator().manual_seed(1))
+    g, h = torch.Generator().manual_seed(1), x.repeat(3, 1)
+    copies, log_q_copies = [h], x.new_zeros(h.shape[0])
+    for k in range(net.num_layers - 1):
+        a = net.up_logits(k, h)
+        h = bernoulli(torch.sigmoid(a.detach()), g)
+        log_q_copies = log_q_copies + log_bernoulli(h, a)
+        copies.append(h)
+    assert all(torch.equal(a, b) for a, b in zip(states, copies))
+    assert torch.allclose(log_q.flatten(), log_q_copies, rtol=0, atol=1e-12)
+    grad = torch.autograd.grad(log_q.sum(), net.W[0])[0]
+    assert torch.allclose(grad, torch.autograd.grad(log_q_copies.sum(), net.W[0])[0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,kwargs", [("rws", {"sleep_weight": 1.0}), ("vimco", {})])
