@@ -86,12 +86,14 @@ class CoupledSigmoidNet(nn.Module):
         return F.one_hot(y.long(), self.num_classes).to(self.W[0].dtype)
 
     # ---- deterministic approximate inference (claim 1) ----
-    def up_pass(self, x: Tensor, method: str = "deterministic") -> list[Tensor]:
-        """[mu_1, ..., mu_(n-1), logits of q(y|x)]: approximate marginals of the recognition SBN."""
+    def up_pass(self, x: Tensor, method: str = "deterministic", first: Tensor | None = None) -> list[Tensor]:
+        """[mu_1, ..., mu_(n-1), logits of q(y|x)]: approximate marginals of the recognition SBN. `first`: the
+        first layer's logits W_1 x + b_1 where the caller has them (the mean-variance pass's too when x is binary:
+        its variance is 0), so a step that needs them several times multiplies by W_1 once."""
         _check_method(method)
         mus, h = [], x
         for k in range(self.num_layers):
-            a = self.up_logits(k, h, method)
+            a = first if k == 0 and first is not None else self.up_logits(k, h, method)
             h = torch.sigmoid(a) if k < self.num_layers - 1 else a
             mus.append(h)
         return mus
@@ -106,9 +108,9 @@ class CoupledSigmoidNet(nn.Module):
             nus.append(h)
         return nus[::-1]
 
-    def recognize(self, x: Tensor, method: str = "deterministic") -> Tensor:
-        """Class logits (B, C) of the deterministic pass on x in [0, 1]."""
-        return self.up_pass(x, method)[-1]
+    def recognize(self, x: Tensor, method: str = "deterministic", first: Tensor | None = None) -> Tensor:
+        """Class logits (B, C) of the deterministic pass on x in [0, 1] (`first`: as in :meth:`up_pass`)."""
+        return self.up_pass(x, method, first)[-1]
 
     def generate_logits(self, y: Tensor, method: str = "deterministic") -> Tensor:
         return self.down_pass(y, method)[0]

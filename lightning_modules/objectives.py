@@ -87,26 +87,31 @@ def _wake_sleep_terms(net: CoupledSigmoidNet, x: Tensor, y: Tensor, generator: t
     return wake, sleep
 
 
-def recognition_term(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str, mean_variance_weight: float
-                     ) -> Tensor:
+def recognition_term(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str, mean_variance_weight: float,
+                     first: Tensor | None = None) -> Tensor:
     """-log q(y|x) through `method`'s pass, plus `mean_variance_weight` times that of the mean-variance pass: with
     the deterministic pass, the pass that is tested is trained while the mean-variance one asks the codes to keep
-    the class under their sampling noise."""
-    rec = F.cross_entropy(net.recognize(x, method), y)
+    the class under their sampling noise. `first`: the first layer's logits, shared (:meth:`up_pass`)."""
+    binary = first is not None and bool(((x == 0) | (x == 1)).all())
+
+    def rec(m: str) -> Tensor:
+        return F.cross_entropy(net.recognize(x, m, first if m == "deterministic" or binary else None), y)
+
     if method == "mean_variance":  # already the mean-variance pass: run it once and scale it
-        return (1.0 + mean_variance_weight) * rec
-    return rec + mean_variance_weight * F.cross_entropy(net.recognize(x, "mean_variance"), y) \
-        if mean_variance_weight else rec
+        return (1.0 + mean_variance_weight) * rec(method)
+    return rec(method) + mean_variance_weight * rec("mean_variance") if mean_variance_weight else rec(method)
 
 
 def sample_q(
-    net: CoupledSigmoidNet, x: Tensor, num_samples: int, generator: torch.Generator | None = None
+    net: CoupledSigmoidNet, x: Tensor, num_samples: int, generator: torch.Generator | None = None,
+    first: Tensor | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """K hidden states per example from q(h|x) and their log q, with gradient: ([x0, x1, .., x(n-1)], (K, B)).
 
     Rows are sample-major (row s * B + i is sample s of example i), so all K samples go through one matrix
     product per layer; x0 is x itself. The logits that draw a layer also give its log q, so each layer's
-    matrix product is done once. The states carry no gradient.
+    matrix product is done once. The states carry no gradient. `first`: the first layer's logits for x where
+    the caller has them.
     """
     B = x.shape[0]
     h = x.repeat(num_samples, 1)
@@ -114,7 +119,7 @@ def sample_q(
     for k in range(net.num_layers - 1):
         # the first layer's logits are the same for the K copies of x: one product of B rows, not K B (the same
         # values; its weight gradient sums the K copies before the product)
-        a = net.up_logits(0, x).repeat(num_samples, 1) if k == 0 else net.up_logits(k, h)
+        a = (net.up_logits(0, x) if first is None else first).repeat(num_samples, 1) if k == 0 else net.up_logits(k, h)
         h = bernoulli(torch.sigmoid(a.detach()), generator)
         log_q = log_q + log_bernoulli(h, a)
         states.append(h)
@@ -161,8 +166,8 @@ def rws(
     the first `sample_consistency_rows` labels of the batch (0: all; fewer cost less, the same term in expectation),
     its reader `trained` too or `frozen` (the generator alone answers for its samples).
     """
-    y_rep = y.repeat(num_samples)
-    states, log_q = sample_q(net, x, num_samples, generator)
+    y_rep, first = y.repeat(num_samples), net.up_logits(0, x)  # first: W_1 x + b_1, for q's draws and -log q(y|x)
+    states, log_q = sample_q(net, x, num_samples, generator, first)
     factors = net.log_p_factors(states, y_rep)
     log_p = sum(factors).view_as(log_q)
     with torch.no_grad():
@@ -171,7 +176,7 @@ def rws(
         bound = (torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
     gen = -(w * log_p).sum(0).mean()
     q_term = -(w * log_q).sum(0).mean()
-    rec = recognition_term(net, x, y, method, mean_variance_weight)
+    rec = recognition_term(net, x, y, method, mean_variance_weight, first)
     loss = recognition_weight * rec + generation_weight * gen + q_weight * q_term
     # the reweighted factors are the p-term's own (no second generation pass), each added (weight - 1) times more
     if top_weight != 1 or hidden_weight != 1:
@@ -257,8 +262,8 @@ def vimco(
     """
     if num_samples < 2:
         raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
-    K = num_samples
-    states, log_q = sample_q(net, x, K, generator)
+    K, first = num_samples, net.up_logits(0, x)  # W_1 x + b_1, for q's draws and -log q(y|x)
+    states, log_q = sample_q(net, x, K, generator, first)
     log_w = net.log_p_given_class(states, y.repeat(K)).view_as(log_q) - log_q
     with torch.no_grad():
         lw = log_w.detach()
@@ -273,7 +278,7 @@ def vimco(
     surrogate = (w * log_w).sum(0) + (signal * log_q).sum(0)  # its gradient is VIMCO's estimate of ∇ L_K
     bound = bound_per_example.mean()
     gen = -(surrogate - surrogate.detach()).mean() - bound  # the value -L_K, the gradient the surrogate's
-    rec = recognition_term(net, x, y, method, mean_variance_weight)
+    rec = recognition_term(net, x, y, method, mean_variance_weight, first)
     return {"loss": recognition_weight * rec + generation_weight * gen, "recognition": rec,
             "generation": gen, "bound": bound}
 

@@ -166,6 +166,28 @@ def test_rws_batches_K_through_one_matrix_product_per_layer(monkeypatch):
     assert calls[0] == x.shape and len(big) == 4 and len(calls) < 10, calls
 
 
+@pytest.mark.parametrize("grey", [False, True])
+def test_rws_multiplies_the_images_by_w1_once(monkeypatch, grey):
+    """The first layer's logits W_1 x + b_1 serve q's K draws and both recognition passes: binary images go
+    through W_1 once; grey ones add the mean-variance pass's own two products (its variance is not 0 then)."""
+    from lightning_modules.objectives import recognition_term
+
+    net = tiny_net(True)
+    x, y = data(net)
+    x = 0.5 * x + 0.25 if grey else x
+    calls = []
+    original = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda *a, **k: calls.append(a[0].shape) or original(*a, **k))
+    OBJECTIVES["rws"](net, x, y, num_samples=3, mean_variance_weight=1.0, generator=torch.Generator().manual_seed(0))
+    assert calls.count(x.shape) == (3 if grey else 1), calls
+    monkeypatch.undo()
+    shared = recognition_term(net, x, y, "deterministic", 1.0, net.up_logits(0, x))
+    own = recognition_term(net, x, y, "deterministic", 1.0)
+    assert torch.equal(shared, own)
+    grads = [torch.autograd.grad(r, net.W[0])[0] for r in (shared, own)]
+    assert torch.allclose(*grads, rtol=1e-10, atol=1e-12)
+
+
 def test_sample_q_is_the_draw_of_k_copies_of_the_batch():
     """The first layer's logits computed once and repeated: the same states and log q as running the K copies
     of x through every layer, and the same gradient up to rounding."""
