@@ -92,10 +92,9 @@ def recognition_term(net: CoupledSigmoidNet, x: Tensor, y: Tensor, method: str, 
     """-log q(y|x) through `method`'s pass, plus `mean_variance_weight` times that of the mean-variance pass: with
     the deterministic pass, the pass that is tested is trained while the mean-variance one asks the codes to keep
     the class under their sampling noise. `first`: the first layer's logits, shared (:meth:`up_pass`)."""
-    binary = first is not None and bool(((x == 0) | (x == 1)).all())
-
-    def rec(m: str) -> Tensor:
-        return F.cross_entropy(net.recognize(x, m, first if m == "deterministic" or binary else None), y)
+    def rec(m: str) -> Tensor:  # the mean-variance pass shares `first` only for binary x (its variance is 0)
+        shared = m == "deterministic" or first is not None and bool(((x == 0) | (x == 1)).all())
+        return F.cross_entropy(net.recognize(x, m, first if shared else None), y)
 
     if method == "mean_variance":  # already the mean-variance pass: run it once and scale it
         return (1.0 + mean_variance_weight) * rec(method)
@@ -110,16 +109,16 @@ def sample_q(
 
     Rows are sample-major (row s * B + i is sample s of example i), so all K samples go through one matrix
     product per layer; x0 is x itself. The logits that draw a layer also give its log q, so each layer's
-    matrix product is done once. The states carry no gradient. `first`: the first layer's logits for x where
-    the caller has them.
+    matrix product is done once. The first layer's logits are the same for the K copies of x: one product of
+    B rows (`first`, where the caller has it), repeated; its weight gradient sums the copies before its product.
+    The states carry no gradient.
     """
     B = x.shape[0]
     h = x.repeat(num_samples, 1)
     states, log_q = [h], x.new_zeros(h.shape[0])
+    first = net.up_logits(0, x) if first is None else first
     for k in range(net.num_layers - 1):
-        # the first layer's logits are the same for the K copies of x: one product of B rows, not K B (the same
-        # values; its weight gradient sums the K copies before the product)
-        a = (net.up_logits(0, x) if first is None else first).repeat(num_samples, 1) if k == 0 else net.up_logits(k, h)
+        a = first.repeat(num_samples, 1) if k == 0 else net.up_logits(k, h)
         h = bernoulli(torch.sigmoid(a.detach()), generator)
         log_q = log_q + log_bernoulli(h, a)
         states.append(h)
