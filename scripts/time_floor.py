@@ -79,6 +79,11 @@ def unmodelled(config: dict) -> list[str]:
     return out
 
 
+def model_and_data(config: dict) -> tuple[dict, dict]:
+    """A resolved config's model options and its DataModule's (under `init_args` when a class is named)."""
+    return config["model"], config["data"].get("init_args", config["data"])
+
+
 def layer_sizes(config: dict, input_dim: int, num_classes: int) -> list[int]:
     model = config["model"]
     return resolve_sizes(model.get("sizes"), model.get("hidden_sizes"), input_dim, num_classes)
@@ -86,7 +91,7 @@ def layer_sizes(config: dict, input_dim: int, num_classes: int) -> list[int]:
 
 def row_counts(config: dict, sizes: list[int]) -> list[int]:
     """The rows of a training step's K-sample products and of a test likelihood block."""
-    model, data = config["model"], config["data"].get("init_args", config["data"])
+    model, data = model_and_data(config)
     step = data["batch_size"] * (model.get("objective_kwargs") or {}).get("num_samples", 1)
     examples, per_example = block_shape(CoupledSigmoidNet(sizes), model.get("eval_num_samples") or 1)
     return sorted({step, examples * per_example})
@@ -95,7 +100,7 @@ def row_counts(config: dict, sizes: list[int]) -> list[int]:
 def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int) -> tuple[dict[str, float], list]:
     """FLOPs of each counted part of the run a resolved config trains (``coupled fit --print_config``), and of
     each epoch (its training steps and validation)."""
-    model, data = config["model"], config["data"].get("init_args", config["data"])
+    model, data = model_and_data(config)
     sizes = layer_sizes(config, input_dim, num_classes)
     net, objective = CoupledSigmoidNet(sizes, tied=model.get("tied", True)), OBJECTIVES[model["objective"]]
     kwargs, epochs = model.get("objective_kwargs") or {}, config["trainer"]["max_epochs"]

@@ -18,12 +18,14 @@ import torch
 from tests.cli_helpers import CONFIGS, tiny_args
 from tests.conftest import PYTHON, subprocess_env
 
-EPOCHS = 30  # 7 steps an epoch on the tiny data (4 per rank under DDP): long enough to interrupt mid-run
+EPOCHS = 30  # 7 steps an epoch on the tiny data (4 per rank under DDP): long enough for a polling loop's kill
+SHORT = 5  # a run that signals itself (tests/coupled/_term_at.py) at a chosen step has no race to outlast
+MID_RUN = {"class_path": "tests.coupled._term_at.TermAt", "init_args": {"epoch": 2, "where": "batch", "batch": 2}}
 
 
-def _fit(tmp_path, run_id: str, devices: int, *extra: str) -> list[str]:
+def _fit(tmp_path, run_id: str, devices: int, *extra: str, epochs: int = EPOCHS) -> list[str]:
     args = ["fit", "--config", str(CONFIGS / "symmetric.yaml"), *tiny_args(tiny_data_dir(tmp_path)),
-            "--trainer.max_epochs", str(EPOCHS), "--runs_dir", str(tmp_path / "runs"), "--test_after_fit", "false",
+            "--trainer.max_epochs", str(epochs), "--runs_dir", str(tmp_path / "runs"), "--test_after_fit", "false",
             "--sample_grid.every_n_epochs", "0", *extra]
     if devices > 1:
         args += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp"]
@@ -38,11 +40,11 @@ def _weights(path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True, map_location="cpu")["state_dict"]
 
 
-def _stop(tmp_path, env, devices: int, rank: int = 0) -> tuple[Path, str]:
-    """Start a fit, SIGTERM one of its processes (rank 0: the launcher; rank 1: its child) a few epochs in;
-    it must end with status 0, one message, and last.ckpt replaced in place. The checkpoints folder, stderr."""
+def _stop_rank_1(tmp_path, env) -> tuple[Path, str]:
+    """Start a two-process fit and SIGTERM rank 1 (the launcher's child) from outside, a few epochs in; it must end
+    with status 0, one message, and last.ckpt replaced in place. The checkpoints folder, stderr."""
     folder = tmp_path / "runs" / "stopped" / "checkpoints"
-    proc = subprocess.Popen(_fit(tmp_path, "stopped", devices), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "stopped"},
+    proc = subprocess.Popen(_fit(tmp_path, "stopped", 2), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "stopped"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline:  # a few epochs in: the index lists at least two versions
@@ -50,16 +52,17 @@ def _stop(tmp_path, env, devices: int, rank: int = 0) -> tuple[Path, str]:
         if index.is_file() and len(json.loads(index.read_text()).get("versions", [])) >= 2:
             break
         time.sleep(0.2)
-    if rank == 0:
-        proc.send_signal(signal.SIGTERM)
-    else:  # Lightning's launcher starts rank 1 as its child process
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        os.kill(int(children[0]), signal.SIGTERM)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGTERM)  # Lightning's launcher starts rank 1 as its child process
     out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err[-3000:]
+    _assert_stopped(folder, proc.returncode, err)
+    return folder, err
+
+
+def _assert_stopped(folder: Path, returncode: int, err: str) -> None:
+    assert returncode == 0, err[-3000:]
     assert "received SIGTERM: saved checkpoint" in err
     assert sorted(p.name for p in folder.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
-    return folder, err
 
 
 def _assert_latest_is_the_sigterm_save(folder: Path, steps: int, err: str) -> None:
@@ -76,22 +79,30 @@ def _assert_latest_is_the_sigterm_save(folder: Path, steps: int, err: str) -> No
 
 def test_sigterm_to_a_non_zero_rank_stops_every_rank_at_one_step(tmp_path, tiny_data, decoded_cache):
     tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
-    folder, err = _stop(tmp_path, subprocess_env(tmp_path, decoded_cache), devices=2, rank=1)
+    folder, err = _stop_rank_1(tmp_path, subprocess_env(tmp_path, decoded_cache))
     _assert_latest_is_the_sigterm_save(folder, EPOCHS * 4, err)
 
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["one_process", "ddp"])
 def test_sigterm_checkpoint_is_latest_and_resumes_exactly(tmp_path, tiny_data, decoded_cache, devices):
+    """The signal reaches the launching process (rank 0) mid-epoch, at the start of epoch 2's third batch."""
     tiny_data_dir(tmp_path).symlink_to(tiny_data, target_is_directory=True)
     env = subprocess_env(tmp_path, decoded_cache)
-    folder, err = _stop(tmp_path, env, devices)
-    _assert_latest_is_the_sigterm_save(folder, EPOCHS * (7 if devices == 1 else 4), err)
+    steps = SHORT * (7 if devices == 1 else 4)
+    stopped = subprocess.run(_fit(tmp_path, "stopped", devices, f"--trainer.callbacks+={json.dumps(MID_RUN)}",
+                                  epochs=SHORT), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "stopped"},
+                             capture_output=True, text=True, timeout=300)
+    folder = tmp_path / "runs" / "stopped" / "checkpoints"
+    _assert_stopped(folder, stopped.returncode, stopped.stderr)
+    _assert_latest_is_the_sigterm_save(folder, steps, stopped.stderr)
+    saved = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")["global_step"]
+    assert saved > 2 * steps // SHORT, stopped.stderr[-2000:]  # after the signal, inside epoch 2
 
-    resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest"),
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_fit(tmp_path, "stopped", devices, "--ckpt_path", "wandb:model-stopped:latest",
+                                  epochs=SHORT), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    whole = subprocess.run(_fit(tmp_path, "whole", devices), cwd=tmp_path, env={**env, "COUPLED_RUN_ID": "whole"},
-                           capture_output=True, text=True, timeout=300)
+    whole = subprocess.run(_fit(tmp_path, "whole", devices, epochs=SHORT), cwd=tmp_path,
+                           env={**env, "COUPLED_RUN_ID": "whole"}, capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-3000:]
     a, b = _weights(folder / "last.ckpt"), _weights(tmp_path / "runs" / "whole" / "checkpoints" / "last.ckpt")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
