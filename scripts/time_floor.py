@@ -8,19 +8,24 @@ implementation that computes less) or a faster machine. Counted: the training st
 objective's forward pass with every term, the self-consistency samples) and the test's likelihoods (own and fitted
 proposal, with the proposal's fitting steps); left out, so the floor stays a floor: RBM pretraining, the test's
 other passes, the sample-quality callback, every element-wise operation. Given a run's metrics.json, its measured
-epochs are set against the floor of the same epochs. Measure on an idle machine: other work lowers the rate.
+epochs are set against the floor of the same epochs; with --steps N, N timed training steps of each phase (forward,
+backward, the run's optimizer) project the training steps' hours at this machine's real rate, so a cheaper recipe's
+time can be read before a run. Measure on an idle machine: other work lowers the rate.
 
   python -m scripts.time_floor fit --config configs/mnist.yaml            (a coupled command line, resolved)
   python -m scripts.time_floor --metrics reports/logs/sc3f_l150_s1_metrics.json fit --config configs/mnist.yaml \\
       --config configs/sample_consistency_frozen.yaml                     (with a run's measured epochs)
   python -m scripts.time_floor --resolved <run folder>/config.yaml        (a run's own config and metrics.json)
+  python -m scripts.time_floor --steps 30 fit --config configs/mnist.yaml --model.hidden_sizes '[400,400,400]'
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -29,7 +34,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.options import default_eval_batch_size, split_sizes
-from lightning_modules import OBJECTIVES, CoupledSigmoidNet
+from lightning_modules import OBJECTIVES, CoupledSigmoidNet, make_optimizer
 from lightning_modules.fitted import fit_proposal
 from lightning_modules.likelihood import block_shape
 from lightning_modules.objectives import options_at
@@ -137,6 +142,31 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
     return parts, [t + validation for t in train]
 
 
+def step_seconds(config: dict, input_dim: int, num_classes: int, steps: int) -> list[tuple[int, float]]:
+    """(epochs, seconds) of each training phase: the median of `steps` timed steps of the run's objective with that
+    phase's options on a batch of binary images, backward and the run's optimizer included (the learner's step
+    without Lightning, whose cost per step is make bench's row), after two untimed ones."""
+    model, data = model_and_data(config)
+    net = CoupledSigmoidNet(layer_sizes(config, input_dim, num_classes), tied=model.get("tied", True))
+    opt = make_optimizer(net.parameters(), model.get("optimizer", "adam"), model.get("lr", 1e-3))
+    objective, kwargs = OBJECTIVES[model["objective"]], model.get("objective_kwargs") or {}
+    x, y = torch.rand(data["batch_size"], input_dim).round(), torch.randint(num_classes, (data["batch_size"],))
+    extra = {"generator": torch.Generator().manual_seed(0)} if "generator" in inspect.signature(objective).parameters \
+        else {}
+    torch.set_flush_denormal(True)  # as the learner does (lightning_modules/learner.py, setup)
+    out = []
+    for epochs, options in phases(kwargs, model.get("objective_start_epochs") or {}, config["trainer"]["max_epochs"]):
+        times = []
+        for _ in range(steps + 2):
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            objective(net, x, y, **options, **extra)["loss"].backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        out.append((epochs, statistics.median(times[2:])))
+    return out
+
+
 def mm_seconds(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> float:
     t = time.perf_counter()
     x @ w
@@ -172,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_classes", type=int, default=10)
     parser.add_argument("--train_images", type=int, default=60_000, help="before the validation split")
     parser.add_argument("--budget_hours", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=0, help="time this many training steps of each phase (0: none)")
     parser.add_argument("cli", nargs=argparse.REMAINDER, help="a coupled command line, e.g. fit --config ...")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]  # before this program's own work counts in it
@@ -193,6 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     floor = sum(parts.values()) / rate / 3600
     print(f"{'floor':>10}: {sum(parts.values()) / 1e12:8.1f} TFLOP  {floor:6.2f} h  ({floor / args.budget_hours:.0%} "
           f"of {args.budget_hours:g} h)")
+    if args.steps > 0:
+        model, data = model_and_data(config)
+        n_train = split_sizes(args.train_images, data.get("val_size") or 0, data.get("train_size"),
+                              data["batch_size"], "the run")[0]
+        steps_per_epoch = sum(count for count, _ in batches(n_train, data["batch_size"], data.get("drop_last", False)))
+        timed = step_seconds(config, args.input_dim, args.num_classes, args.steps)
+        for epochs, s in timed:
+            print(f"{'step':>10}: {s * 1e3:8.1f} ms  for {epochs} epochs of {steps_per_epoch} steps: "
+                  f"{s * steps_per_epoch:.1f} s an epoch")
+        hours = sum(epochs * s for epochs, s in timed) * steps_per_epoch / 3600
+        print(f"{'steps':>10}: {hours:6.2f} h of training steps at the measured rate ({hours / args.budget_hours:.0%} "
+              f"of {args.budget_hours:g} h; validation, test and pretraining come on top)")
     seconds = measured(args.metrics or (args.resolved.parent / "metrics.json" if args.resolved else None))
     if seconds:
         own = sum(per_epoch[e] for e in seconds if e < len(per_epoch)) / rate

@@ -41,7 +41,8 @@ def test_train_without_a_mirror_uses_the_hub():
 
 def test_resume_test_lint():
     assert "--ckpt_path wandb:model-abc:best" in _dry("resume", "REF=wandb:model-abc:best")
-    assert ".venv/bin/python -m pytest" in _dry("test")
+    assert ".venv/bin/python -m pytest -n 2" in _dry("test")  # two xdist workers by default ...
+    assert " -n " not in _dry("test", "TEST_WORKERS=0") and "-n 4" in _dry("test-slow", "TEST_WORKERS=4")  # ... or not
     assert "ruff check" in _dry("lint")
     assert "-m scripts.bench" in _dry("bench") and "-m scripts.reproduce" in _dry("reproduce", "QUICK=1")
 

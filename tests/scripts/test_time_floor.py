@@ -115,3 +115,20 @@ def test_main_refuses_what_it_cannot_count_and_wants_one_config(tmp_path, capsys
         with pytest.raises(SystemExit):
             time_floor.main(argv)
         assert "one of the two" in capsys.readouterr().err
+
+
+def test_steps_are_timed_per_phase_and_project_the_training_hours(tmp_path, monkeypatch, capsys):
+    """--steps: one timed step per phase (2 epochs without the late term, 1 with it), and the hours they project:
+    each phase's epochs times its steps (30 images less 6 for validation, batches of 8: 3 steps) at its time."""
+    config = _config(objective="rws", objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0},
+                     objective_start_epochs={"sample_consistency_weight": 2})
+    timed = time_floor.step_seconds(config, 6, 3, steps=2)
+    assert [epochs for epochs, _ in timed] == [2, 1] and all(s > 0 for _, s in timed)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(time_floor, "matmul_rate", lambda sizes, rows: 1000.0)
+    monkeypatch.setattr(time_floor, "step_seconds", lambda *a: [(2, 36.0), (1, 72.0)])
+    time_floor.main(["--resolved", str(tmp_path / "config.yaml"), "--input_dim", "6", "--num_classes", "3",
+                     "--train_images", "30", "--budget_hours", "1", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "36000.0 ms  for 2 epochs of 3 steps: 108.0 s an epoch" in out
+    assert f"{(2 * 36 + 72) * 3 / 3600:6.2f} h of training steps" in out
