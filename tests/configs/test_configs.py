@@ -197,6 +197,18 @@ def test_recognition_pass_overlays_are_make_train_with_one_change(cli_env, capsy
     assert cfg["trainer"] == base["trainer"]
 
 
+def test_k3_overlay_is_make_train_at_three_samples(cli_env, capsys):
+    """configs/k3.yaml on mnist.yaml is SC3F-L150-K3: make train with K = 3 states from q(h|x), nothing else changed
+    (its late term and that term's start included)."""
+    base = _print_config(_configs("mnist.yaml"), capsys)
+    cfg = _print_config(_configs("k3.yaml"), capsys)
+    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "num_samples": 3}
+    assert base["model"]["objective_kwargs"]["num_samples"] == 5
+    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
+        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
+    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
+
+
 def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
     """mnist.yaml pretrains already; the overlay is for the others (the paper's experiment, Fashion-MNIST)."""
     cfg = _print_config([*_configs("symmetric.yaml"), "--config", str(CONFIGS / "rbm.yaml")], capsys)
@@ -225,6 +237,7 @@ EXPECT = {
     "dtw200_w0005.yaml": ("rws", True, "MNISTDataModule"),
     "sample_consistency.yaml": ("rws", True, "MNISTDataModule"),
     "mixtw200_w001.yaml": ("rws", True, "MNISTDataModule"),
+    "k3.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 
