@@ -55,7 +55,7 @@ resume: install
 	$(DATA_ENV) $(BIN)/coupled fit --config $(CONFIG) --ckpt_path $(REF) $(ARGS)
 
 # two pytest-xdist workers: most of the suite's time is subprocesses starting Python and waiting on each other
-# (one worker: 11 min 3 s; two: 7 min 20 s, on 2 cores); TEST_WORKERS=0 runs everything in one process
+# (one process: 11 min 3 s; two workers: 7 min 22 s, on 2 cores); TEST_WORKERS=0 runs everything in one process
 TEST_WORKERS  ?= 2
 TEST_OPTS     := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 

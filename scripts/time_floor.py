@@ -145,10 +145,13 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
 def step_seconds(config: dict, input_dim: int, num_classes: int, steps: int) -> list[tuple[int, float]]:
     """(epochs, seconds) of each training phase: the median of `steps` timed steps of the run's objective with that
     phase's options on a batch of binary images, backward and the run's optimizer included (the learner's step
-    without Lightning, whose cost per step is make bench's row), after two untimed ones."""
+    without Lightning, whose cost per step is make bench's row), after two untimed ones. One process: under DDP
+    each process's batch is the config's batch size too."""
     model, data = model_and_data(config)
-    net = CoupledSigmoidNet(layer_sizes(config, input_dim, num_classes), tied=model.get("tied", True))
-    opt = make_optimizer(net.parameters(), model.get("optimizer", "adam"), model.get("lr", 1e-3))
+    net = CoupledSigmoidNet(layer_sizes(config, input_dim, num_classes), tied=model.get("tied", True),
+                            learn_prior=model.get("learn_prior", False))
+    opt = make_optimizer(net.parameters(), model.get("optimizer", "adam"), model.get("lr", 1e-3),
+                         model.get("weight_decay", 0.0))
     objective, kwargs = OBJECTIVES[model["objective"]], model.get("objective_kwargs") or {}
     x, y = torch.rand(data["batch_size"], input_dim).round(), torch.randint(num_classes, (data["batch_size"],))
     extra = {"generator": torch.Generator().manual_seed(0)} if "generator" in inspect.signature(objective).parameters \

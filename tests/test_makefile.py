@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from importlib.metadata import requires
@@ -14,8 +15,15 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
+# `make test ARGS=... TEST_WORKERS=...` hands its flags and command-line variables to the make run by a test
+OUTER_MAKE = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "TEST_WORKERS", "CONFIG", "DATA_DIR", "REF",
+              "VENV", "PYTHON", "TORCH_VERSION", "TORCH_INDEX"}
+
+
 def _dry(*args: str) -> str:
-    proc = subprocess.run(["make", "-n", "-B", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    env = {k: v for k, v in os.environ.items() if k not in OUTER_MAKE}  # what `make test X=...` around us passes on
+    proc = subprocess.run(["make", "-n", "-B", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

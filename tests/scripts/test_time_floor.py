@@ -118,7 +118,7 @@ def test_main_refuses_what_it_cannot_count_and_wants_one_config(tmp_path, capsys
 
 
 def test_steps_are_timed_per_phase_and_project_the_training_hours(tmp_path, monkeypatch, capsys):
-    """--steps: one timed step per phase (2 epochs without the late term, 1 with it), and the hours they project:
+    """--steps: timed steps per phase (2 epochs without the late term, 1 with it), and the hours they project:
     each phase's epochs times its steps (30 images less 6 for validation, batches of 8: 3 steps) at its time."""
     config = _config(objective="rws", objective_kwargs={"num_samples": 2, "sample_consistency_weight": 1.0},
                      objective_start_epochs={"sample_consistency_weight": 2})
