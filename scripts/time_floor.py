@@ -102,6 +102,14 @@ def row_counts(config: dict, sizes: list[int]) -> list[int]:
     return sorted({step, examples * per_example})
 
 
+def splits(config: dict, train_images: int) -> tuple[list[tuple[int, int]], int]:
+    """The run's training batches as (count, rows), and its validation images, as the DataModule splits them."""
+    data = model_and_data(config)[1]
+    n_train, val = split_sizes(train_images, data.get("val_size") or 0, data.get("train_size"), data["batch_size"],
+                               "the run")
+    return batches(n_train, data["batch_size"], data.get("drop_last", False)), val
+
+
 def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int) -> tuple[dict[str, float], list]:
     """FLOPs of each counted part of the run a resolved config trains (``coupled fit --print_config``), and of
     each epoch (its training steps and validation)."""
@@ -109,8 +117,7 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
     sizes = layer_sizes(config, input_dim, num_classes)
     net, objective = CoupledSigmoidNet(sizes, tied=model.get("tied", True)), OBJECTIVES[model["objective"]]
     kwargs, epochs = model.get("objective_kwargs") or {}, config["trainer"]["max_epochs"]
-    n_train, val = split_sizes(train_images, data.get("val_size") or 0, data.get("train_size"), data["batch_size"],
-                               "the run")  # as the DataModule splits them
+    train_split, val = splits(config, train_images)
 
     def batch(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.rand(rows, sizes[0]).round(), torch.randint(num_classes, (rows,))
@@ -122,7 +129,6 @@ def run_flops(config: dict, input_dim: int, num_classes: int, train_images: int)
             total += count * flops(lambda: fn(x, y))  # noqa: B023 (called at once, in this iteration)
         return total
 
-    train_split = batches(n_train, data["batch_size"], data.get("drop_last", False))
     train = []
     for count, options in phases(kwargs, model.get("objective_start_epochs") or {}, epochs):
         train += [over(train_split, lambda x, y, o=options: objective(net, x, y, **o)["loss"].backward())] * count
@@ -228,10 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'floor':>10}: {sum(parts.values()) / 1e12:8.1f} TFLOP  {floor:6.2f} h  ({floor / args.budget_hours:.0%} "
           f"of {args.budget_hours:g} h)")
     if args.steps > 0:
-        model, data = model_and_data(config)
-        n_train = split_sizes(args.train_images, data.get("val_size") or 0, data.get("train_size"),
-                              data["batch_size"], "the run")[0]
-        steps_per_epoch = sum(count for count, _ in batches(n_train, data["batch_size"], data.get("drop_last", False)))
+        steps_per_epoch = sum(count for count, _ in splits(config, args.train_images)[0])
         timed = step_seconds(config, args.input_dim, args.num_classes, args.steps)
         for epochs, s in timed:
             print(f"{'step':>10}: {s * 1e3:8.1f} ms  for {epochs} epochs of {steps_per_epoch} steps: "
