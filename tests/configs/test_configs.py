@@ -197,16 +197,23 @@ def test_recognition_pass_overlays_are_make_train_with_one_change(cli_env, capsy
     assert cfg["trainer"] == base["trainer"]
 
 
-def test_k3_overlay_is_make_train_at_three_samples(cli_env, capsys):
-    """configs/k3.yaml on mnist.yaml is SC3F-L150-K3: make train with K = 3 states from q(h|x), nothing else changed
-    (its late term and that term's start included)."""
+CHEAPER = {  # the candidates for issue 15's time limit: make train with one setting changed
+    "k3.yaml": ("objective_kwargs", "num_samples", 5, 3),  # SC3F-L150-K3: K = 3 states from q(h|x)
+    "w400.yaml": ("model", "hidden_sizes", [512, 512, 512], [400, 400, 400]),  # SC3F-L150-W400: narrower layers
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHEAPER))
+def test_time_limit_overlays_change_one_setting_of_make_train(cli_env, capsys, name):
+    """k3.yaml and w400.yaml on mnist.yaml are make train with one setting changed, nothing else (its late term and
+    that term's start included)."""
+    where, key, before, after = CHEAPER[name]
     base = _print_config(_configs("mnist.yaml"), capsys)
-    cfg = _print_config(_configs("k3.yaml"), capsys)
-    assert cfg["model"]["objective_kwargs"] == {**base["model"]["objective_kwargs"], "num_samples": 3}
-    assert base["model"]["objective_kwargs"]["num_samples"] == 5
-    assert {k: v for k, v in cfg["model"].items() if k != "objective_kwargs"} == \
-        {k: v for k, v in base["model"].items() if k != "objective_kwargs"}
-    assert cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
+    cfg = _print_config(_configs(name), capsys)
+    part = (lambda c: c["model"]["objective_kwargs"]) if where == "objective_kwargs" else (lambda c: c["model"])
+    assert part(base)[key] == before and part(cfg)[key] == after
+    part(base)[key] = after
+    assert cfg["model"] == base["model"] and cfg["trainer"] == base["trainer"] and cfg["data"] == base["data"]
 
 
 def test_rbm_overlay_adds_pretraining_to_a_complete_config(cli_env, capsys):
@@ -238,6 +245,7 @@ EXPECT = {
     "sample_consistency.yaml": ("rws", True, "MNISTDataModule"),
     "mixtw200_w001.yaml": ("rws", True, "MNISTDataModule"),
     "k3.yaml": ("rws", True, "MNISTDataModule"),
+    "w400.yaml": ("rws", True, "MNISTDataModule"),
 }
 
 
